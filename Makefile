@@ -1,0 +1,43 @@
+# fasdistill: set-up and everyday commands. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= out/demo
+
+.PHONY: venv demo test test-all lint bench clean
+
+# torch goes in first, pinned: on these machines `torch==2.13.0` is a local CPU
+# wheel, while an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(STAMP)
+
+# The main job on built-in data. Until the synthetic benchmark and quick-start
+# stages exist, it evaluates simulated score files (clearly labelled as such).
+demo: $(STAMP)
+	$(BIN)/python examples/simulated_scores.py $(DEMO_OUT)/scores
+	$(BIN)/fasdistill metrics --dev $(DEMO_OUT)/scores/dev.csv --test $(DEMO_OUT)/scores/test.csv \
+		--level video --out $(DEMO_OUT)/metrics
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/metrics_speed.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
