@@ -1,0 +1,197 @@
+"""The ``fasdistill`` command: one sub-command per pipeline stage.
+
+This module only parses arguments, calls the library and prints; every stage's
+logic lives in its package. Errors meant for the user (``FasDistillError``) are
+printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fasdistill import __version__
+from fasdistill.errors import FasDistillError, InputError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    from fasdistill.metrics.bootstrap import UNITS
+    from fasdistill.metrics.evaluate import LEVELS
+    from fasdistill.metrics.pad import CRITERIA_HELP
+    from fasdistill.metrics.scores import REDUCERS
+
+    p = sub.add_parser(
+        "metrics",
+        help="ISO/IEC 30107-3 metrics from dev/test score files (threshold fixed on dev)",
+        description="Choose a threshold on the dev scores, apply it unchanged to the test "
+        "scores, and report APCER (per PAI species and worst), BPCER, ACER, HTER, EER, AUC "
+        "and TPR@FPR with bootstrap confidence intervals. Scores: higher = more likely bona fide.",
+    )
+    p.add_argument("--dev", required=True, type=Path, help="dev score CSV (chooses the threshold)")
+    p.add_argument("--test", type=Path, help="test score CSV (evaluated at the dev threshold)")
+    p.add_argument("--criterion", default="eer", help=CRITERIA_HELP)
+    p.add_argument("--level", choices=LEVELS, default="frame", help="evaluate frames or videos")
+    p.add_argument(
+        "--reducer",
+        choices=REDUCERS,
+        default="mean",
+        help="how frame scores make a video score (with --level video)",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for confidence intervals (0 = none)",
+    )
+    p.add_argument(
+        "--ci-unit", choices=UNITS, default="subject", help="resampling unit of the bootstrap"
+    )
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument("--out", type=Path, help="write metrics.json and DET/ROC/histogram PNGs here")
+    p.add_argument("--no-plots", action="store_true", help="with --out, skip the PNG figures")
+    p.set_defaults(handler=_run_metrics, stage="metrics")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100.0 * value:.2f}"
+
+
+def _interval(ci: dict[str, Any] | None, key: str) -> str:
+    if not ci or ci.get(key) is None:
+        return ""
+    lo, hi = ci[key]
+    return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
+def _metrics_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    splits = [s for s in ("dev", "test") if s in report]
+    table = Table(
+        title=f"PAD metrics (%), {report['level']} level, threshold {report['threshold']:.6g} "
+        f"by {report['criterion']} on dev",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    for split in splits:
+        table.add_column(split, justify="right")
+
+    def row(label: str, get: Callable[[dict[str, Any]], str]) -> None:
+        table.add_row(label, *(get(report[s]) for s in splits))
+
+    row("samples (bona fide / attack)", lambda m: f"{m['n_bonafide']} / {m['n_attack']}")
+    species = sorted({p for s in splits for p in report[s]["apcer_per_pai"]})
+    for name in species:
+        row(f"  APCER {name}", lambda m, n=name: _percent(m["apcer_per_pai"].get(n)))
+    row("APCER (worst species)", lambda m: f"{_percent(m['apcer'])} ({m['apcer_worst_pai']})")
+    row("APCER pooled", lambda m: _percent(m["apcer_pooled"]))
+    row("BPCER", lambda m: _percent(m["bpcer"]) + _interval(m.get("ci"), "bpcer"))
+    row("ACER", lambda m: _percent(m["acer"]) + _interval(m.get("ci"), "acer"))
+    row("HTER", lambda m: _percent(m["hter"]) + _interval(m.get("ci"), "hter"))
+    row(
+        "EER (worst species / pooled)",
+        lambda m: f"{_percent(m['eer'])} / {_percent(m['eer_pooled'])}",
+    )
+    row("AUC", lambda m: f"{100 * m['auc']:.3f}")
+    for key in report[splits[0]]["tpr_at_fpr"]:
+        row(f"TPR @ FPR={float(key):.1%}", lambda m, k=key: _percent(m["tpr_at_fpr"][k]))
+    return table
+
+
+def _run_metrics(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fasdistill.metrics.evaluate import EvalOptions, evaluate
+    from fasdistill.metrics.scores import read_scores
+
+    options = EvalOptions(
+        criterion=args.criterion,
+        level=args.level,
+        reducer=args.reducer,
+        bootstrap=args.bootstrap,
+        ci_unit=args.ci_unit,
+        confidence=args.confidence,
+        seed=args.seed,
+    )
+    options.validate()
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a directory")
+    dev = read_scores(args.dev)
+    test = read_scores(args.test) if args.test is not None else None
+    result = evaluate(dev, test, options)
+    report = result.report
+    inputs = {"dev": args.dev} | ({"test": args.test} if args.test is not None else {})
+    report["inputs"] = {k: {"path": str(v), "sha256": _sha256(v)} for k, v in inputs.items()}
+    console = Console()
+    console.print(_metrics_table(report))
+    for warning in report["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    if args.out is not None:
+        from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json
+
+        figures = {}
+        if not args.no_plots:
+            from fasdistill.metrics.plots import render_all
+
+            figures = render_all(result)
+        # Everything is computed before the first byte is written.
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, data in figures.items():
+            atomic_write_bytes(args.out / name, data)
+        atomic_write_json(args.out / "metrics.json", report)
+        console.print(
+            f"wrote {args.out / 'metrics.json'}" + (f" and {', '.join(figures)}" if figures else "")
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fasdistill",
+        description="Face anti-spoofing distillation toolkit: data, training, distillation, "
+        "evaluation, export and SWAP reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"fasdistill {__version__}")
+    sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
+    _add_metrics(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except FasDistillError as error:
+        print(f"fasdistill {args.stage}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fasdistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
