@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fasdistill.errors import InputError
@@ -158,6 +158,17 @@ def test_curve_matches_brute_force(s: ScoreSet) -> None:
 
 @given(score_sets(integer_scores=True))
 def test_criteria_match_brute_force(s: ScoreSet) -> None:
+    check_criteria_against_brute_force(s)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000)
+@given(st.one_of(score_sets(integer_scores=True), score_sets()))
+def test_criteria_match_brute_force_thorough(s: ScoreSet) -> None:
+    check_criteria_against_brute_force(s)
+
+
+def check_criteria_against_brute_force(s: ScoreSet) -> None:
     curve = error_curve(s)
     table = [brute_rates(s, t) for t in brute_thresholds(s)]
     # EER: smallest |APCER - BPCER|, ties to the smallest sum.
