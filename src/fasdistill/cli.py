@@ -164,6 +164,98 @@ def _run_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- synth
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from fasdistill.data.synth.domains import DOMAINS, SPECIES
+
+    p = sub.add_parser(
+        "synth",
+        help="generate SynthSpoof, the built-in synthetic face anti-spoofing benchmark",
+        description="Render bona fide faces and print, replay and mask attacks, recaptured "
+        "through one camera model per domain, with train/dev/test and leave-one-domain-out "
+        "protocols. An interrupted run resumes when started again with the same arguments.",
+    )
+    p.add_argument("--out", type=Path, help="dataset directory (created; resumable)")
+    p.add_argument("--preview", type=Path, help="write a contact sheet PNG (one row per domain)")
+    p.add_argument("--subjects", type=int, default=40, help="subjects per domain")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=2,
+        help="samples per class (bona fide and each species) per subject",
+    )
+    p.add_argument("--frames", type=int, default=1, help="1 = PNG images; 2-64 = FFV1 AVI videos")
+    p.add_argument("--size", type=int, default=128, help="image side in pixels (even)")
+    p.add_argument(
+        "--domains",
+        default=",".join(DOMAINS),
+        help=f"comma-separated domains ({', '.join(DOMAINS)})",
+    )
+    p.add_argument(
+        "--species",
+        default=",".join(SPECIES),
+        help=f"comma-separated attack species ({', '.join(SPECIES)})",
+    )
+    p.add_argument(
+        "--difficulty",
+        type=float,
+        default=0.5,
+        help="0 = strongest attack artefacts .. 1 = faintest",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, help="worker processes (default: all usable cores)")
+    p.set_defaults(handler=_run_synth, stage="synth")
+
+
+def _split_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from fasdistill.data.synth import SynthConfig, contact_sheet, generate
+
+    if args.out is None and args.preview is None:
+        raise InputError("give --out DIR (the dataset), --preview SHEET.png, or both")
+    config = SynthConfig(
+        subjects=args.subjects,
+        samples=args.samples,
+        frames=args.frames,
+        size=args.size,
+        domains=_split_names(args.domains),
+        species=_split_names(args.species),
+        difficulty=args.difficulty,
+        seed=args.seed,
+    )
+    config.validate()
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    console = Console()
+    if args.preview is not None:
+        contact_sheet(config, args.preview)
+        console.print(f"wrote {args.preview}")
+    if args.out is not None:
+        columns = (
+            *Progress.get_default_columns()[:1],
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("rendering", total=None)
+
+            def report(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            samples = generate(args.out, config, workers=args.workers, progress=report)
+        console.print(f"wrote {samples} and {args.out / 'protocols'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- entry point
 
 
@@ -175,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fasdistill {__version__}")
     sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
+    _add_synth(sub)
     _add_metrics(sub)
     return parser
 

@@ -1,0 +1,547 @@
+"""SynthSpoof generation: plan, render, write, resume.
+
+On-disk layout (documented in docs/synthspoof.md)::
+
+    DIR/synthspoof.json                 config, version, domains, counts
+    DIR/samples.csv                     one row per sample (labels, subject, domain, split, box)
+    DIR/media/<domain>/<subject>/<sample_id>.png|.avi
+    DIR/media/<domain>/<subject>/<sample_id>.boxes.csv   frame,x,y,w,h
+    DIR/protocols/intra.csv             sample_id,split (disjoint subjects)
+    DIR/protocols/lodo_<domain>.csv     leave-one-domain-out: train/dev elsewhere, test on <domain>
+
+Every sample has its own random stream derived from (seed, domain, subject,
+class, index), so the output does not depend on worker count or order, and a
+resumed run writes the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing as mp
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fasdistill import __version__
+from fasdistill.data.synth.camera import SUPERSAMPLE
+from fasdistill.data.synth.domains import (
+    DISPLAYS,
+    DOMAINS,
+    PRINT_MEDIA,
+    SOURCE_CAMERA,
+    SPECIES,
+    Domain,
+)
+from fasdistill.data.synth.faces import Identity, Light, Shot, render_face
+from fasdistill.data.synth.media import Box, print_attack, replay_attack, room_background
+from fasdistill.errors import InputError
+from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+FORMAT_VERSION = 1
+CLASSES = ("bonafide", *SPECIES)
+SPLITS = ("train", "dev", "test")
+SAMPLE_COLUMNS = (
+    "sample_id",
+    "path",
+    "media",
+    "frames",
+    "label",
+    "pai",
+    "instrument",
+    "subject",
+    "domain",
+    "split",
+    "box_x",
+    "box_y",
+    "box_w",
+    "box_h",
+    "boxes_path",
+)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Everything that determines a SynthSpoof set (same config -> same bytes)."""
+
+    subjects: int = 40  # per domain
+    samples: int = 2  # per class (bona fide and each species) per subject
+    frames: int = 1  # 1 = still images (PNG); 2+ = videos (FFV1 AVI)
+    size: int = 128
+    domains: tuple[str, ...] = tuple(DOMAINS)
+    species: tuple[str, ...] = SPECIES
+    difficulty: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.subjects < 3:
+            raise InputError(
+                f"--subjects must be >= 3 (train, dev and test each need one), got {self.subjects}"
+            )
+        if self.samples < 1:
+            raise InputError(f"--samples must be >= 1, got {self.samples}")
+        if not 1 <= self.frames <= 64:
+            raise InputError(f"--frames must be between 1 and 64, got {self.frames}")
+        if not 32 <= self.size <= 1024 or self.size % 2:
+            raise InputError(
+                f"--size must be an even number of pixels in [32, 1024], got {self.size}"
+            )
+        if not 0.0 <= self.difficulty <= 1.0:
+            raise InputError(f"--difficulty must lie in [0, 1], got {self.difficulty}")
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
+        if not self.domains:
+            raise InputError("--domains is empty; choose from " + ", ".join(DOMAINS))
+        unknown = [d for d in self.domains if d not in DOMAINS]
+        if unknown:
+            raise InputError(
+                f"unknown domain(s) {', '.join(unknown)}; choose from {', '.join(DOMAINS)}"
+            )
+        if len(set(self.domains)) != len(self.domains):
+            raise InputError(f"--domains lists a domain twice: {', '.join(self.domains)}")
+        bad = [s for s in self.species if s not in SPECIES]
+        if bad or not self.species:
+            raise InputError(f"unknown or empty species {bad}; choose from {', '.join(SPECIES)}")
+
+    @property
+    def strength(self) -> float:
+        """Artefact strength: 1 at difficulty 0, 0.1 at difficulty 1 (never fully invisible)."""
+        return 1.0 - 0.9 * self.difficulty
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        data["domains"] = list(self.domains)
+        data["species"] = list(self.species)
+        return data
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """One sample to render: who, what class, where, and its random stream."""
+
+    sample_id: str
+    domain: str
+    domain_index: int
+    subject_index: int
+    subject: str
+    split: str
+    label: str
+    pai: str
+    class_index: int
+    index: int
+    relpath: str
+    seed_words: tuple[int, ...] = field(default=())
+
+
+def subject_splits(n: int, seed: int, domain_index: int) -> list[str]:
+    """Assign n subjects to train/dev/test (60/20/20, at least one each), seeded."""
+    n_dev = max(1, round(0.2 * n))
+    n_test = max(1, round(0.2 * n))
+    labels = ["train"] * (n - n_dev - n_test) + ["dev"] * n_dev + ["test"] * n_test
+    order = np.random.default_rng([seed, domain_index, 7919]).permutation(n)
+    out = [""] * n
+    for position, subject in enumerate(order):
+        out[subject] = labels[position]
+    return out
+
+
+def plan(config: SynthConfig) -> list[SampleSpec]:
+    """Every sample of the set, in a fixed order."""
+    specs = []
+    ext = "png" if config.frames == 1 else "avi"
+    for domain in config.domains:
+        d_index = list(DOMAINS).index(domain)
+        splits = subject_splits(config.subjects, config.seed, d_index)
+        for s in range(config.subjects):
+            subject = f"{domain}_s{s:04d}"
+            for cls in ("bonafide", *config.species):
+                c_index = CLASSES.index(cls)
+                for k in range(config.samples):
+                    sample_id = f"{subject}_{cls}_{k}"
+                    specs.append(
+                        SampleSpec(
+                            sample_id=sample_id,
+                            domain=domain,
+                            domain_index=d_index,
+                            subject_index=s,
+                            subject=subject,
+                            split=splits[s],
+                            label="bonafide" if cls == "bonafide" else "attack",
+                            pai="" if cls == "bonafide" else cls,
+                            class_index=c_index,
+                            index=k,
+                            relpath=f"media/{domain}/{subject}/{sample_id}.{ext}",
+                            seed_words=(config.seed, d_index, s, c_index, k),
+                        )
+                    )
+    return specs
+
+
+def identity_for(config: SynthConfig, domain_index: int, subject_index: int) -> Identity:
+    return Identity.sample(
+        np.random.default_rng([config.seed, domain_index, subject_index, 104729])
+    )
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def _upsample(radiance: np.ndarray) -> np.ndarray:
+    size = radiance.shape[0] * SUPERSAMPLE
+    return cv2.resize(radiance, (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _scaled(box: Box, factor: float) -> Box:
+    return box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor
+
+
+def _head_motion(shot: Shot, t: float, phase: float, amplitude: float, blink: float | None) -> Shot:
+    """A frame of a short clip: the head sways a little, eyes may blink."""
+    angle = 2 * np.pi * t + phase
+    eye_open = 0.1 if blink is not None and abs(t - blink) < 0.07 else 1.0
+    return replace(
+        shot,
+        yaw=shot.yaw + amplitude * float(np.sin(angle)),
+        pitch=shot.pitch + 0.4 * amplitude * float(np.sin(2 * angle)),
+        centre=(shot.centre[0] + 0.01 * float(np.sin(angle)), shot.centre[1]),
+        eye_open=eye_open,
+    )
+
+
+def _clip_shots(shot: Shot, frames: int, rng: np.random.Generator, rigid: bool) -> list[Shot]:
+    if frames == 1:
+        return [shot]
+    phase = float(rng.uniform(0, 2 * np.pi))
+    amplitude = float(rng.uniform(0.04, 0.1))
+    blink = None if rigid or rng.random() < 0.4 else float(rng.uniform(0.2, 0.8))
+    return [_head_motion(shot, f / frames, phase, amplitude, blink) for f in range(frames)]
+
+
+def _hand_motion(frames: int, rng: np.random.Generator) -> list[tuple[float, float, float]]:
+    """Small drift and tremor of a hand-held sheet or screen."""
+    start = rng.uniform(-0.03, 0.03, 2)
+    steps = rng.normal(0, 0.004, (frames, 3)) * np.array([1, 1, 0.5])
+    path = np.cumsum(steps, axis=0)
+    angle0 = rng.uniform(-0.08, 0.08)
+    return [(float(start[0] + p[0]), float(start[1] + p[1]), float(angle0 + p[2])) for p in path]
+
+
+def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarray], list[Box]]:
+    """Render one sample's frames (8-bit RGB) and its face box per frame."""
+    domain: Domain = DOMAINS[spec.domain]
+    rng = np.random.default_rng(list(spec.seed_words))
+    identity = identity_for(config, spec.domain_index, spec.subject_index)
+    size = config.size
+    strength = config.strength
+    light = Light.sample(
+        rng, domain.colour_temperature * rng.uniform(0.9, 1.1), domain.light_intensity
+    )
+    light_rgb = np.asarray(light.colour, np.float32) * light.intensity
+    frames: list[np.ndarray] = []
+    boxes: list[Box] = []
+    cls = spec.pai or "bonafide"
+
+    if cls in ("bonafide", "mask"):
+        shot = Shot.sample(rng, light)
+        rigid = cls == "mask"
+        if rigid:  # a rigid mask holds one neutral expression
+            shot = replace(shot, smile=0.0, mouth_open=0.0, brow_raise=0.0)
+            paint = np.asarray(identity.skin) * (1 - 0.3 * strength) + 0.3 * strength * np.array(
+                [0.75, 0.62, 0.55]
+            )
+            identity = replace(identity, skin=tuple(float(c) for c in paint), beard=0.0)
+        for f_shot in _clip_shots(shot, config.frames, rng, rigid):
+            texture = 1.0 - 0.85 * strength if rigid else 1.0
+            sheen = 0.45 * strength if rigid else 0.0
+            radiance, box = render_face(identity, f_shot, size, texture=texture, rigid_sheen=sheen)
+            frames.append(domain.camera.capture(_upsample(radiance), rng))
+            boxes.append(box)
+        return frames, boxes
+
+    # Attacks on the victim: the attacker's own capture first, under their light.
+    source_rng = np.random.default_rng([*spec.seed_words, 1])
+    source_light = Light.sample(source_rng, float(source_rng.uniform(4000, 6500)), 1.0)
+    source_shot = Shot.sample(source_rng, source_light)
+    background = room_background(size * SUPERSAMPLE, light_rgb, rng)
+    motions = _hand_motion(config.frames, rng)
+    medium_seed = int(rng.integers(2**31))
+    if cls == "print":
+        medium = PRINT_MEDIA[choose_instrument(spec)]
+        radiance, src_box = render_face(identity, source_shot, size)
+        photo = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
+        bend = float(rng.uniform(0.3, 1.0))
+        show_edge = bool(rng.random() < 0.35 * strength + 0.05)
+        for motion in motions:
+            scene, box = print_attack(
+                photo,
+                src_box,
+                medium,
+                background,
+                light_rgb,
+                strength,
+                motion,
+                np.random.default_rng(medium_seed),
+                bend,
+                show_edge,
+            )
+            frames.append(domain.camera.capture(scene, rng))
+            boxes.append(_scaled(box, 1 / SUPERSAMPLE))
+        return frames, boxes
+
+    display = DISPLAYS[choose_instrument(spec)]
+    glare = (
+        float(rng.uniform(0.1, 0.9)),
+        float(rng.uniform(0.1, 0.9)),
+        float(rng.uniform(0.08, 0.25)),
+    )
+    show_bezel = bool(rng.random() < 0.35 * strength + 0.05)
+    for f_shot, motion in zip(
+        _clip_shots(source_shot, config.frames, source_rng, False), motions, strict=True
+    ):
+        radiance, src_box = render_face(identity, f_shot, size)
+        video_frame = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
+        scene, box = replay_attack(
+            video_frame,
+            src_box,
+            display,
+            background,
+            light_rgb,
+            strength,
+            motion,
+            np.random.default_rng(medium_seed),
+            glare,
+            show_bezel,
+        )
+        frames.append(domain.camera.capture(scene, rng))
+        boxes.append(_scaled(box, 1 / SUPERSAMPLE))
+    return frames, boxes
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _encode_video(frames: list[np.ndarray], path: Path) -> None:
+    """Write frames as a lossless FFV1 AVI via a temporary file and rename."""
+    h, w = frames[0].shape[:2]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".avi", dir=path.parent)
+    os.close(fd)
+    try:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (w, h))
+        if not writer.isOpened():
+            raise RuntimeError("OpenCV cannot write FFV1 AVI video on this machine")
+        for frame in frames:
+            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+        writer.release()
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_sample(spec: SampleSpec, config: SynthConfig, root: str) -> str:
+    """Render and store one sample; the media file appears last, so it marks completion."""
+    media = Path(root) / spec.relpath
+    media.parent.mkdir(parents=True, exist_ok=True)
+    frames, boxes = render_sample(spec, config)
+    lines = ["frame,x,y,w,h"] + [
+        f"{i},{b[0]:.1f},{b[1]:.1f},{b[2]:.1f},{b[3]:.1f}" for i, b in enumerate(boxes)
+    ]
+    atomic_write_text(_boxes_path(media), "\n".join(lines) + "\n")
+    if config.frames == 1:
+        ok, png = cv2.imencode(".png", frames[0][..., ::-1])
+        if not ok:
+            raise RuntimeError(f"OpenCV could not PNG-encode {spec.sample_id}")
+        atomic_write_bytes(media, png.tobytes())
+    else:
+        _encode_video(frames, media)
+    return spec.sample_id
+
+
+def _boxes_path(media: Path) -> Path:
+    return media.with_name(media.stem + ".boxes.csv")
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)
+
+
+def _write_task(args: tuple[SampleSpec, SynthConfig, str]) -> str:
+    return _write_sample(*args)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        Path(probe).unlink()
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _manifest(config: SynthConfig) -> dict[str, object]:
+    return {
+        "format": "synthspoof",
+        "format_version": FORMAT_VERSION,
+        "config": config.to_json(),
+        "generator": f"fasdistill {__version__}",
+        "classes": ["bonafide", *config.species],
+        "domains": {d: DOMAINS[d].description for d in config.domains},
+        "score_convention": "labels: bonafide | attack; pai names the attack species",
+    }
+
+
+def generate(
+    out: str | os.PathLike[str],
+    config: SynthConfig,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Generate (or resume) a SynthSpoof set in ``out``; returns the samples.csv path.
+
+    Samples already on disk from an interrupted run with the same config are
+    kept; a directory holding a different config is refused.
+    """
+    config.validate()
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"--out {root}: exists and is not a directory")
+    manifest_path = root / "synthspoof.json"
+    manifest = _manifest(config)
+    if manifest_path.exists():
+        try:
+            previous = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(
+                f"{manifest_path}: unreadable ({exc}); remove it or use a new --out"
+            ) from None
+        if (
+            previous.get("config") != manifest["config"]
+            or previous.get("format_version") != FORMAT_VERSION
+        ):
+            raise InputError(
+                f"{root} holds a SynthSpoof set made with other settings "
+                f"({previous.get('config')}); use a new --out or the same arguments to resume"
+            )
+    elif root.exists() and any(root.iterdir()):
+        raise InputError(f"--out {root}: directory is not empty and holds no SynthSpoof set")
+    _check_writable(root)
+    atomic_write_json(manifest_path, {**manifest, "complete": False})
+    specs = plan(config)
+    todo = [s for s in specs if not (root / s.relpath).exists()]
+    done = len(specs) - len(todo)
+    if progress:
+        progress(done, len(specs))
+    workers = default_workers() if workers is None else max(1, workers)
+    tasks = [(s, config, str(root)) for s in todo]
+    if workers == 1 or len(tasks) <= 1:
+        for task in tasks:
+            _write_task(task)
+            done += 1
+            if progress:
+                progress(done, len(specs))
+    else:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_worker_init) as pool:
+            for _ in pool.imap_unordered(_write_task, tasks, chunksize=4):
+                done += 1
+                if progress:
+                    progress(done, len(specs))
+    samples_path = _write_index(root, config, specs)
+    atomic_write_json(manifest_path, {**manifest, "complete": True, "counts": _counts(specs)})
+    return samples_path
+
+
+def _counts(specs: list[SampleSpec]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for s in specs:
+        per = counts.setdefault(s.split, {})
+        key = s.pai or "bonafide"
+        per[key] = per.get(key, 0) + 1
+    return counts
+
+
+def _read_boxes(path: Path) -> list[Box]:
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    return [(float(r["x"]), float(r["y"]), float(r["w"]), float(r["h"])) for r in rows]
+
+
+def choose_instrument(spec: SampleSpec) -> str:
+    """The print medium or display of an attack sample, from its own stream (re-derivable)."""
+    if spec.pai not in ("print", "replay"):
+        return spec.pai
+    domain = DOMAINS[spec.domain]
+    options = domain.print_media if spec.pai == "print" else domain.displays
+    return options[int(np.random.default_rng([*spec.seed_words, 2]).integers(len(options)))]
+
+
+def _write_index(root: Path, config: SynthConfig, specs: list[SampleSpec]) -> Path:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(SAMPLE_COLUMNS)
+    for s in specs:
+        media = root / s.relpath
+        boxes = _read_boxes(_boxes_path(media))
+        x, y, w, h = boxes[0]
+        writer.writerow(
+            [
+                s.sample_id,
+                s.relpath,
+                "image" if config.frames == 1 else "video",
+                config.frames,
+                s.label,
+                s.pai,
+                choose_instrument(s),
+                s.subject,
+                s.domain,
+                s.split,
+                f"{x:.1f}",
+                f"{y:.1f}",
+                f"{w:.1f}",
+                f"{h:.1f}",
+                str(_boxes_path(Path(s.relpath))),
+            ]
+        )
+    samples = atomic_write_text(root / "samples.csv", out.getvalue())
+    for name, rows in protocols(specs, config).items():
+        text = "sample_id,split\n" + "".join(f"{sid},{split}\n" for sid, split in rows)
+        atomic_write_text(root / "protocols" / f"{name}.csv", text)
+    return samples
+
+
+def protocols(specs: list[SampleSpec], config: SynthConfig) -> dict[str, list[tuple[str, str]]]:
+    """Protocol manifests: ``intra`` (all domains, disjoint subjects) and leave-one-domain-out."""
+    out: dict[str, list[tuple[str, str]]] = {"intra": [(s.sample_id, s.split) for s in specs]}
+    if len(config.domains) >= 2:
+        for held_out in config.domains:
+            rows = []
+            for s in specs:
+                if s.domain == held_out:
+                    if s.split == "test":
+                        rows.append((s.sample_id, "test"))
+                elif s.split in ("train", "dev"):
+                    rows.append((s.sample_id, s.split))
+            out[f"lodo_{held_out}"] = rows
+    return out
+
+
+def iter_samples(root: str | os.PathLike[str]) -> Iterator[dict[str, str]]:
+    """Rows of a generated set's samples.csv."""
+    path = Path(root) / "samples.csv"
+    if not path.exists():
+        raise InputError(f"{path}: not found; is {root} a complete SynthSpoof set?")
+    with path.open(newline="") as handle:
+        yield from csv.DictReader(handle)

@@ -1,0 +1,46 @@
+"""Contact sheet: one row per domain, bona fide beside each attack species."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from fasdistill.data.synth.generator import SynthConfig, choose_instrument, plan, render_sample
+from fasdistill.utils.atomic import atomic_write_bytes
+
+
+def contact_sheet(config: SynthConfig, path: str | os.PathLike[str], subject: int = 0) -> Path:
+    """Render one subject per domain, every class, and save the sheet as PNG."""
+    config.validate()
+    specs = [s for s in plan(config) if s.subject_index == subject and s.index == 0]
+    classes = ["bonafide", *config.species]
+    rows = len(config.domains)
+    fig = Figure(figsize=(2.1 * len(classes), 2.25 * rows + 0.4))
+    FigureCanvasAgg(fig)
+    for r, domain in enumerate(config.domains):
+        for c, cls in enumerate(classes):
+            spec = next(s for s in specs if s.domain == domain and (s.pai or "bonafide") == cls)
+            frames, _ = render_sample(spec, config)
+            ax = fig.add_subplot(rows, len(classes), r * len(classes) + c + 1)
+            ax.imshow(np.asarray(frames[0]))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(cls, fontsize=11)
+            if c == 0:
+                ax.set_ylabel(domain, fontsize=11)
+            if cls in ("print", "replay"):
+                ax.set_xlabel(choose_instrument(spec).replace("_", " "), fontsize=8)
+    fig.suptitle(
+        f"SynthSpoof, difficulty {config.difficulty:g}, {config.size} px, seed {config.seed}",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return atomic_write_bytes(path, buffer.getvalue())
