@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import replace
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -143,9 +143,10 @@ def test_replay_subpixels_carry_energy_at_the_pixel_pitch() -> None:
             (0.5, 0.5, 0.1),
             False,
         )
-        return spectrum_peak_ratio(scene[..., 0], 1.0 / display.pitch)
+        return spectrum_peak_ratio(scene[..., 0], 1.0 / (2 * display.pitch))
 
-    # Stripes of period `pitch` put a spectral peak at 1/pitch; it fades as strength falls.
+    # At full strength the screen is at its coarsest (twice the nominal pitch): its stripes
+    # put a spectral peak at 1 / (2 pitch), which fades as strength falls.
     assert ratio(1.0) > 5
     assert ratio(1.0) > 3 * ratio(0.0)
 
@@ -168,13 +169,13 @@ def face_texture(image: np.ndarray, box: tuple[float, float, float, float]) -> f
     return float(np.mean([detail[rows, c].var() for c in cheeks]))
 
 
-def test_replay_moire_survives_the_camera() -> None:
+def replay_vs_bonafide_share(difficulty: float) -> tuple[float, float]:
     config = SynthConfig(
         subjects=6,
         samples=1,
         size=128,
         domains=("studio",),
-        difficulty=0.0,
+        difficulty=difficulty,
         species=("replay",),
         seed=2,
     )
@@ -182,8 +183,16 @@ def test_replay_moire_survives_the_camera() -> None:
     for spec in plan(config):
         frames, _ = render_sample(spec, config)
         share.setdefault(spec.pai or "bonafide", []).append(high_frequency_share(frames[0]))
-    # The recaptured sub-pixel grid aliases into moiré: far more high-frequency energy.
-    assert np.mean(share["replay"]) > 2 * np.mean(share["bonafide"])
+    return float(np.mean(share["replay"])), float(np.mean(share["bonafide"]))
+
+
+def test_replay_moire_survives_the_camera_and_fades_with_difficulty() -> None:
+    easy_replay, easy_bonafide = replay_vs_bonafide_share(0.0)
+    hard_replay, hard_bonafide = replay_vs_bonafide_share(1.0)
+    # The recaptured sub-pixel grid aliases into moiré: far more high-frequency energy...
+    assert easy_replay > 2 * easy_bonafide
+    # ...and a hard attack (finer screen, sharper source) leaves much less of it.
+    assert hard_replay - hard_bonafide < 0.5 * (easy_replay - easy_bonafide)
 
 
 def test_mask_surface_is_smoother_than_skin() -> None:

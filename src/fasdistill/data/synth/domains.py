@@ -24,7 +24,7 @@ PRINT_MEDIA = {
         saturation=0.85,
         gloss=0.35,
         fibre=0.01,
-        dot_visibility=0.3,
+        dot_visibility=0.12,
     ),
     "a4_laser": PrintMedium(
         "a4_laser",

@@ -13,6 +13,7 @@ background).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -171,6 +172,15 @@ def kelvin_to_rgb(kelvin: float) -> tuple[float, float, float]:
     return tuple(float(c) for c in np.clip(rgb, 0.05, 3.0))
 
 
+@functools.lru_cache(maxsize=8)
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column index of every pixel as float32 (cached, read-only)."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys.flags.writeable = False
+    xs.flags.writeable = False
+    return ys, xs
+
+
 def smooth_noise(size: tuple[int, int], cells: int, rng: np.random.Generator) -> np.ndarray:
     """Band-limited noise in [-1, 1]: a random ``cells`` grid upsampled smoothly."""
     grid = rng.uniform(-1, 1, (cells, cells)).astype(np.float32)
@@ -182,7 +192,8 @@ class _Canvas:
 
     def __init__(self, size: int, shot: Shot, identity: Identity) -> None:
         self.size = size
-        ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+        ys, xs = pixel_grid(size, size)
+        ys, xs = ys + 0.5, xs + 0.5
         half_h = shot.scale * size
         cx, cy = shot.centre[0] * size, shot.centre[1] * size
         cos_r, sin_r = math.cos(shot.roll), math.sin(shot.roll)
@@ -191,24 +202,52 @@ class _Canvas:
         self.u = (cos_r * dx + sin_r * dy) / half_h
         self.v = (-sin_r * dx + cos_r * dy) / half_h
         self.px = 1.0 / half_h  # one pixel in face units
-        self.half_w = identity.face_width
         self.img = np.zeros((size, size, 3), np.float32)
         self.centre = (cx, cy)
         self.half_h = half_h
+        self._rot = (cos_r, sin_r)
+
+    def _window(self, cx: float, cy: float, radius: float) -> tuple[slice, slice]:
+        """Image rows/columns that can hold a shape of ``radius`` (face units) around (cx, cy)."""
+        cos_r, sin_r = self._rot
+        x = self.centre[0] + self.half_h * (cos_r * cx - sin_r * cy)
+        y = self.centre[1] + self.half_h * (sin_r * cx + cos_r * cy)
+        r = radius * self.half_h + 2.0
+        rows = slice(max(0, int(y - r)), max(0, min(self.size, int(y + r) + 2)))
+        cols = slice(max(0, int(x - r)), max(0, min(self.size, int(x + r) + 2)))
+        return rows, cols
 
     def ellipse(self, cx: float, cy: float, a: float, b: float, angle: float = 0.0) -> np.ndarray:
-        """Coverage in [0, 1] of an ellipse (face units), anti-aliased over a pixel."""
-        du, dv = self.u - cx, self.v - cy
+        """Coverage in [0, 1] of an ellipse (face units), anti-aliased over a pixel.
+
+        Only the ellipse's bounding window is evaluated; the rest stays zero.
+        """
+        out = np.zeros((self.size, self.size), np.float32)
+        # The anti-aliasing ramp is scaled by the minor axis, so it reaches
+        # max(a, b) * (1 + 0.5 px / min(a, b)) along the major one.
+        win = self._window(cx, cy, max(a, b) * (1.0 + 0.5 * self.px / min(a, b)))
+        du, dv = self.u[win] - cx, self.v[win] - cy
         if angle:
             c, s = math.cos(angle), math.sin(angle)
             du, dv = c * du + s * dv, -s * du + c * dv
         r = np.sqrt((du / a) ** 2 + (dv / b) ** 2)
-        return np.clip((1.0 - r) * min(a, b) / self.px + 0.5, 0.0, 1.0)
+        out[win] = np.clip((1.0 - r) * min(a, b) / self.px + 0.5, 0.0, 1.0)
+        return out
 
     def paint(self, alpha: np.ndarray, colour: np.ndarray | tuple[float, ...]) -> None:
-        a = alpha[..., None]
-        self.img *= 1.0 - a
-        self.img += a * np.asarray(colour, np.float32)
+        """Blend ``colour`` (RGB or a per-pixel image) over the canvas where ``alpha`` > 0."""
+        rows = np.flatnonzero(alpha.any(axis=1))
+        cols = np.flatnonzero(alpha.any(axis=0))
+        if rows.size == 0:
+            return
+        win = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        colour = np.asarray(colour, np.float32)
+        if colour.ndim == 3:
+            colour = colour[win]
+        a = alpha[win][..., None]
+        region = self.img[win]
+        region *= 1.0 - a
+        region += a * colour
 
 
 def _project(identity: Identity, shot: Shot, fx: float, fy: float) -> tuple[float, float, float]:

@@ -268,12 +268,16 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
     source_rng = np.random.default_rng([*spec.seed_words, 1])
     source_light = Light.sample(source_rng, float(source_rng.uniform(4000, 6500)), 1.0)
     source_shot = Shot.sample(source_rng, source_light)
+    # A harder attack starts from a sharper source: the attacker's photo or video has
+    # 1x (difficulty 0) to 2x (difficulty 1) the output resolution, so recapture blur,
+    # like every other trace, fades as difficulty grows.
+    source_size = 2 * round(size * (1.0 + config.difficulty) / 2)
     background = room_background(size * SUPERSAMPLE, light_rgb, rng)
     motions = _hand_motion(config.frames, rng)
     medium_seed = int(rng.integers(2**31))
     if cls == "print":
         medium = PRINT_MEDIA[choose_instrument(spec)]
-        radiance, src_box = render_face(identity, source_shot, size)
+        radiance, src_box = render_face(identity, source_shot, source_size)
         photo = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
         bend = float(rng.uniform(0.3, 1.0))
         show_edge = bool(rng.random() < 0.35 * strength + 0.05)
@@ -304,7 +308,7 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
     for f_shot, motion in zip(
         _clip_shots(source_shot, config.frames, source_rng, False), motions, strict=True
     ):
-        radiance, src_box = render_face(identity, f_shot, size)
+        radiance, src_box = render_face(identity, f_shot, source_size)
         video_frame = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
         scene, box = replay_attack(
             video_frame,

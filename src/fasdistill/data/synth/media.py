@@ -12,13 +12,13 @@ floored) scales how visible those traces are.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
 from fasdistill.data.synth.camera import to_linear
-from fasdistill.data.synth.faces import kelvin_to_rgb, smooth_noise
+from fasdistill.data.synth.faces import kelvin_to_rgb, pixel_grid, smooth_noise
 
 Box = tuple[float, float, float, float]
 
@@ -77,7 +77,7 @@ def map_box(box: Box, matrix: np.ndarray) -> Box:
 def _bend(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
     """Non-planar warp of a held sheet: a cylindrical bow plus a slight perspective."""
     h, w = image.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = pixel_grid(h, w)
     bow = amount * w * np.sin(np.pi * ys / h) * (xs / w - 0.5) * 0.15
     tilt = rng.uniform(-1, 1) * amount * 0.05
     map_x = xs + bow + tilt * (ys - h / 2) * (xs / w - 0.5)
@@ -88,7 +88,7 @@ def _bend(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndar
 def _halftone(reflectance: np.ndarray, medium: PrintMedium, rng: np.random.Generator) -> np.ndarray:
     """Screen continuous-tone reflectance into ink dots (per C, M, Y channel)."""
     h, w = reflectance.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    ys, xs = pixel_grid(h, w)
     span = max(medium.white - medium.black, 1e-3)
     coverage = np.clip((medium.white - reflectance) / span, 0, 1)
     out = np.empty_like(reflectance)
@@ -137,7 +137,8 @@ def print_attack(
     reflectance = medium.black + (medium.white - medium.black) * np.clip(lin, 0, 1) ** (
         1 + 0.25 * strength
     )
-    dotted = _halftone(reflectance, medium, rng)
+    # Easier attacks use coarser screens (lower lines per inch): dots up to twice as large.
+    dotted = _halftone(reflectance, replace(medium, cell=medium.cell * (1 + strength)), rng)
     mix = strength * medium.dot_visibility
     reflectance = mix * dotted + (1 - mix) * reflectance
     reflectance = cv2.GaussianBlur(reflectance, (0, 0), 0.5)  # ink bleed
@@ -155,7 +156,8 @@ def print_attack(
     covered = cv2.warpAffine(np.ones(sheet.shape[:2], np.float32), matrix, (size, size))
     warped = cv2.warpAffine(sheet, matrix, (size, size), flags=cv2.INTER_LINEAR)
     # The sheet is lit by the room: uneven light across the bow, a specular glint.
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    ys, xs = pixel_grid(size, size)
+    ys, xs = ys / size, xs / size
     gradient = 1.0 + 0.15 * strength * (xs - 0.5) * rng.uniform(-1, 1) + 0.1 * strength * (ys - 0.5)
     radiance = warped * light_rgb * gradient[..., None]
     gx, gy = rng.uniform(0.2, 0.8, 2)
@@ -190,12 +192,15 @@ def replay_attack(
     zoom = rng.uniform(0.82, 0.95) if show_bezel else rng.uniform(1.05, 1.2)
     matrix = _placement(size, src, zoom, motion[2], (motion[0], motion[1]))
     inverse = cv2.invertAffineTransform(matrix)
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    ys, xs = pixel_grid(size, size)
+    ys, xs = ys + 0.5, xs + 0.5
     # Screen coordinates of every scene pixel, in source pixels (= screen pixels scaled).
     sx = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
     sy = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
     # Each screen pixel shows the source colour at its centre, as three colour stripes.
-    pitch_src = (zoom * size / src) / display.pitch  # screen pixels per source pixel
+    # Easier attacks use coarser screens (lower pixel density): pitch up to twice as large.
+    pitch = display.pitch * (1 + strength)
+    pitch_src = (zoom * size / src) / pitch  # screen pixels per source pixel
     u_screen = sx * pitch_src
     v_screen = sy * pitch_src
     cell_u = np.floor(u_screen)
@@ -215,7 +220,11 @@ def replay_attack(
     response = np.clip(shown, 0, 1) ** (1.0 + (display.gamma - 1.0) * strength)
     white = np.asarray(kelvin_to_rgb(6500 + (display.white_point - 6500) * strength), np.float32)
     black = display.black * (0.3 + 0.7 * strength)
-    emitted = display.brightness * (black + (1 - black) * response) * white
+    # A careful attacker dims the screen to the room: brightness follows the scene's
+    # light level as strength falls.
+    room_level = float(np.mean(light_rgb))
+    brightness = display.brightness * (strength + (1 - strength) * room_level)
+    emitted = brightness * (black + (1 - black) * response) * white
     # Sub-pixel stripes (R, G, B) and the black matrix between pixels.
     frac_u = u_screen - cell_u
     frac_v = v_screen - cell_v
