@@ -60,7 +60,7 @@ def _operating_point(result: SetResult) -> tuple[float, float, float]:
 def det_png(evaluation: Evaluation) -> bytes:
     """DET curves (normal-deviate axes): per species, worst species (ISO) and pooled."""
     colours = _species_colours(evaluation)
-    fig = Figure(figsize=(6.4, 5.6))
+    fig = Figure(figsize=(9.6, 5.6))
     ax = fig.add_subplot()
     for split, result in evaluation.sets.items():
         curve, style = result.curve, _SPLIT_STYLE[split]
@@ -117,7 +117,8 @@ def det_png(evaluation: Evaluation) -> bytes:
         f"DET ({evaluation.report['level']} level, threshold by {evaluation.criterion.name} on dev)"
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return _png(fig)
 
 
