@@ -248,6 +248,9 @@ def test_interrupted_run_resumes_to_identical_bytes(tiny_set: Path, tmp_path: Pa
     assert not (out / "samples.csv").exists()
     assert len(list(out.rglob("*.png"))) == 9
     assert not list(out.rglob(".*.tmp"))
+    # A worker killed mid-write leaves a hidden temporary behind: resuming removes it.
+    stale = next(out.rglob("*.png")).with_name(".killed.png.abc123.tmp")
+    stale.write_bytes(b"half")
     generate(out, TINY, workers=1)
     assert tree_hashes(out) == tree_hashes(tiny_set)
 

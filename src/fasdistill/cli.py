@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fasdistill {args.stage}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("fasdistill: interrupted", file=sys.stderr)
+        print(f"fasdistill {args.stage}: interrupted", file=sys.stderr)
         return 130
 
 

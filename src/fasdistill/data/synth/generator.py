@@ -396,6 +396,13 @@ def _check_writable(out: Path) -> None:
         raise InputError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
 
 
+def _remove_stale_temporaries(root: Path) -> None:
+    """Delete half-written files a killed run left (hidden ``.<name>.*`` temporaries)."""
+    for path in root.rglob(".*"):
+        if path.is_file() and (path.name.endswith(".tmp") or path.suffix == ".avi"):
+            path.unlink()
+
+
 def _manifest(config: SynthConfig) -> dict[str, object]:
     return {
         "format": "synthspoof",
@@ -443,6 +450,7 @@ def generate(
     elif root.exists() and any(root.iterdir()):
         raise InputError(f"--out {root}: directory is not empty and holds no SynthSpoof set")
     _check_writable(root)
+    _remove_stale_temporaries(root)
     atomic_write_json(manifest_path, {**manifest, "complete": False})
     specs = plan(config)
     todo = [s for s in specs if not (root / s.relpath).exists()]
