@@ -23,7 +23,7 @@ import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -46,7 +46,6 @@ from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomi
 
 FORMAT_VERSION = 1
 CLASSES = ("bonafide", *SPECIES)
-SPLITS = ("train", "dev", "test")
 SAMPLE_COLUMNS = (
     "sample_id",
     "path",
@@ -136,7 +135,7 @@ class SampleSpec:
     class_index: int
     index: int
     relpath: str
-    seed_words: tuple[int, ...] = field(default=())
+    seed_words: tuple[int, ...]  # (seed, domain, subject, class, index)
 
 
 def subject_splits(n: int, seed: int, domain_index: int) -> list[str]:
