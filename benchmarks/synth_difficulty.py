@@ -32,8 +32,9 @@ from rich.table import Table
 
 from fasdistill.baselines import FEATURES, Features, fit_and_score, load_crops
 from fasdistill.data.synth.domains import DOMAINS
-from fasdistill.data.synth.generator import SynthConfig, default_workers, generate, iter_samples
+from fasdistill.data.synth.generator import SynthConfig, generate, iter_samples
 from fasdistill.metrics import EvalOptions, evaluate
+from fasdistill.utils.workers import default_workers
 
 DIFFICULTIES = (0.0, 0.25, 0.5, 0.75, 1.0)
 DEFAULT_DIFFICULTY = 0.5

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fasdistill.data.synth import SynthConfig, generate
-from fasdistill.data.synth.generator import default_workers
+from fasdistill.utils.workers import default_workers
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from fasdistill.data.synth.faces import Identity, Light, Shot, render_face
 from fasdistill.data.synth.media import Box, print_attack, replay_attack, room_background
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from fasdistill.utils.workers import default_workers
 
 FORMAT_VERSION = 1
 CLASSES = ("bonafide", *SPECIES)
@@ -376,13 +377,6 @@ def _worker_init() -> None:
 
 def _write_task(args: tuple[SampleSpec, SynthConfig, str]) -> str:
     return _write_sample(*args)
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _check_writable(out: Path) -> None:
