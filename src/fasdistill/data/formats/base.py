@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,8 +80,6 @@ def carve_dev(subjects: Iterable[str], every: int = 5) -> set[str]:
 
 
 def _natural_key(text: str) -> tuple[object, ...]:
-    import re
-
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
 
 
@@ -147,3 +146,31 @@ def split_counts(samples: Iterable[Sample]) -> dict[str, dict[str, int]]:
         key = s.pai or "bonafide"
         per[key] = per.get(key, 0) + 1
     return counts
+
+
+def list_files(root: Path, folder: str) -> list[tuple[tuple[str, ...], str]]:
+    """(path parts from ``root``, absolute path) of each non-hidden file under ``root/folder``.
+
+    Sorted by parts. Follows symlinked folders (datasets are often assembled from
+    links) but visits each real folder once. Plain ``os.walk`` strings, not Path
+    objects: protocols rescan thousands of files.
+    """
+    out: list[tuple[tuple[str, ...], str]] = []
+    top = root.absolute()
+    visited: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(top / folder, followlinks=True):
+        st = Path(dirpath).stat()
+        if (st.st_dev, st.st_ino) in visited:
+            dirnames.clear()  # a symlink loop or a second link to a folder already listed
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        prefix = Path(dirpath).relative_to(top).parts
+        out.extend(((*prefix, f), f"{dirpath}{os.sep}{f}") for f in filenames if f[0] != ".")
+    return sorted(out)
+
+
+def split_ext(name: str) -> tuple[str, str]:
+    """(stem, extension) of a file name, like ``Path.stem`` and ``Path.suffix``."""
+    dot = name.rfind(".")
+    return (name[:dot], name[dot:]) if dot > 0 else (name, "")
