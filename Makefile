@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/metrics_speed.py
 	$(BIN)/python benchmarks/synth_speed.py
 	$(BIN)/python benchmarks/synth_difficulty.py
+	$(BIN)/python benchmarks/prepare_speed.py
+	$(BIN)/python benchmarks/detect_photos.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

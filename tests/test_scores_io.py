@@ -102,3 +102,12 @@ def test_from_arrays_validates() -> None:
         ScoreSet.from_arrays([0.1, 0.2], ["bonafide"])
     with pytest.raises(InputError, match="unknown label 'x'"):
         ScoreSet.from_arrays([0.1], ["x"])
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    path = write_scores(tmp_path / "s.csv", simulate_scores(n_subjects=3))
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

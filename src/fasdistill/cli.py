@@ -217,7 +217,8 @@ def _run_synth(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from fasdistill.data.synth import SynthConfig, contact_sheet, generate
+    from fasdistill.data.synth import SynthConfig, generate
+    from fasdistill.data.synth.preview import contact_sheet
 
     if args.out is None and args.preview is None:
         raise InputError("give --out DIR (the dataset), --preview SHEET.png, or both")
@@ -256,6 +257,109 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- prepare
+
+
+def _add_prepare(sub: argparse._SubParsersAction) -> None:
+    from fasdistill.data.formats import DATASETS
+    from fasdistill.data.prepare import BOX_MODES
+
+    p = sub.add_parser(
+        "prepare",
+        help="cut square face crops from a dataset's videos/images, with an index",
+        description="Sample frames, find faces (the dataset's boxes or landmarks, else a "
+        "detector), cut square context crops and write DIR/index.csv. Bad data is counted per "
+        "reason, never fatal; an interrupted run resumes with the same command.",
+    )
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument(
+        "--root", required=True, help="dataset root (cross-domain: name=PATH,name=PATH,...)"
+    )
+    p.add_argument("--protocol", help="protocol name (default: the dataset's main protocol)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (resumable)")
+    frames = p.add_mutually_exclusive_group()
+    frames.add_argument(
+        "--frames", type=int, default=None, help="frames per video, spread uniformly (default 10)"
+    )
+    frames.add_argument("--every", type=int, help="take every k-th frame instead")
+    p.add_argument("--detector", default="yunet", help="face detector: yunet or haar")
+    p.add_argument(
+        "--boxes",
+        choices=BOX_MODES,
+        default="auto",
+        help="auto: dataset boxes, else the detector; or only one of them",
+    )
+    p.add_argument(
+        "--scale",
+        default="1.5",
+        help="context scale(s) times the face box, comma-separated (e.g. 1.0,2.7)",
+    )
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    p.add_argument("--workers", type=int, help="worker processes (default: all usable cores)")
+    p.set_defaults(handler=_run_prepare, stage="prepare")
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.table import Table
+
+    from fasdistill.data.prepare import PrepareConfig, prepare
+    from fasdistill.utils.workers import default_workers
+
+    try:
+        scales = tuple(float(s) for s in args.scale.split(",") if s.strip())
+    except ValueError:
+        raise InputError(
+            f"--scale {args.scale!r}: expected numbers such as 1.5 or 1.0,2.7"
+        ) from None
+    frames = args.frames if args.frames is not None or args.every is not None else 10
+    config = PrepareConfig(
+        dataset=args.dataset,
+        root=args.root,
+        protocol=args.protocol,
+        frames=frames,
+        every=args.every,
+        detector=args.detector,
+        boxes=args.boxes,
+        scales=scales,
+        size=args.size,
+    )
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    workers = args.workers or default_workers()
+    console = Console()
+    columns = (
+        *Progress.get_default_columns()[:1],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("samples", total=None)
+
+        def report(done: int, total: int, frames_done: int) -> None:
+            bar.update(
+                task, completed=done, total=total, description=f"samples ({frames_done} frames)"
+            )
+
+        summary = prepare(config, args.out, workers=workers, progress=report)
+    table = Table(
+        title=f"prepared {summary['samples']} samples into {args.out}", title_justify="left"
+    )
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    for status, n in summary["status_counts"].items():
+        table.add_row(status, str(n))
+    if summary["skipped_files"]:
+        table.add_row("files not in the dataset's naming scheme", str(summary["skipped_files"]))
+    console.print(table)
+    for split, counts in summary["crops_by_split"].items():
+        console.print(f"{split}: " + ", ".join(f"{k} {v}" for k, v in counts.items()) + " crops")
+    console.print(f"wrote {args.out / 'index.csv'}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- entry point
 
 
@@ -268,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fasdistill {__version__}")
     sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
     _add_synth(sub)
+    _add_prepare(sub)
     _add_metrics(sub)
     return parser
 

@@ -2,7 +2,17 @@
 
 from fasdistill.data.synth.domains import DOMAINS, SPECIES
 from fasdistill.data.synth.generator import SynthConfig, generate, iter_samples, plan, render_sample
-from fasdistill.data.synth.preview import contact_sheet
+
+
+def __getattr__(name: str) -> object:
+    # The contact sheet needs matplotlib: load it only when asked for, so the CLI
+    # and worker processes start fast.
+    if name == "contact_sheet":
+        from fasdistill.data.synth.preview import contact_sheet
+
+        return contact_sheet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DOMAINS",
