@@ -135,6 +135,7 @@ def messy_folder(tmp_path: Path) -> Path:
     (root / "attack" / "print" / "bob" / "cut.avi").write_bytes(data[: len(data) // 3])
     (root / "attack" / "print" / "bob" / "long.avi").unlink()
     (root / "attack" / "print" / "bob" / "empty.avi").write_bytes(b"")
+    (root / "attack" / "replay" / "carol").mkdir(parents=True)  # media went missing
     (root / "splits.csv").write_text("subject,split\nalice,train\nbob,test\n")
     return root
 
@@ -160,6 +161,9 @@ def test_bad_data_is_counted_per_reason_never_fatal(messy_folder: Path, tmp_path
     assert "unreadable_frame" in cut or cut == ["unreadable_video"]
     counts = summary["status_counts"]
     assert counts["no_face"] == 1 and counts["unreadable_image"] == 1
+    assert counts["empty_folder"] == 1
+    empty = next(r for r in rows if r["status"] == "empty_folder")
+    assert empty["source_path"].endswith("attack/replay/carol")
     assert counts["ok"] >= 1 + 6  # the photo and every frame of the good clip
     assert sum(counts.values()) == len(rows)
     ok = next(r for r in rows if r["video_id"].endswith("face.jpg"))

@@ -334,6 +334,7 @@ def prepare(
                 record(sample, rows)
     seconds = time.perf_counter() - start
     rows = [row for s in samples for row in _read_part(_part_path(out, s))]
+    rows += [_empty_folder_row(p) for p in empty_folders(adapter.data_roots(), exclude=out)]
     atomic_write_text(out / "index.csv", _rows_to_csv(rows, header=True))
     summary = _summary(rows, samples, adapter, seconds, frames_done)
     atomic_write_json(
@@ -341,6 +342,30 @@ def prepare(
         {"settings": settings, "complete": True, "fasdistill_version": __version__, **summary},
     )
     return summary
+
+
+def empty_folders(roots: list[Path], exclude: Path | None = None) -> list[str]:
+    """Leaf folders with nothing in them (a subject or species folder whose media went missing).
+
+    ``exclude`` (the output directory, when it lies inside a dataset) is not searched.
+    """
+    skip = exclude.absolute() if exclude is not None else None
+    found = []
+    for root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            if skip is not None and Path(dirpath).absolute() == skip:
+                dirnames.clear()
+                continue
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            if not dirnames and not filenames:
+                found.append(str(Path(dirpath)))
+    return sorted(found)
+
+
+def _empty_folder_row(path: str) -> dict[str, str]:
+    row = dict.fromkeys(INDEX_COLUMNS, "")
+    row.update(frame="-1", status="empty_folder", source_path=path)
+    return row
 
 
 def _summary(

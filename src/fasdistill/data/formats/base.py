@@ -124,6 +124,10 @@ class DatasetAdapter(abc.ABC):
         """
         return None
 
+    def data_roots(self) -> list[Path]:
+        """The folders this adapter reads (one, except for composite adapters)."""
+        return [self.root]
+
     def check_protocol_name(self, name: str) -> str:
         if name not in self.protocols:
             raise InputError(
