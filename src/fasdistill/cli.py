@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -360,6 +361,81 @@ def _run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- models and train
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list every model: role, default input, deployable parameters and MACs",
+        description="Teachers and students built by name. Parameters and MACs count the "
+        "deployable network only (training-only auxiliary heads excluded); MACs are "
+        "torch.utils.flop_counter FLOPs / 2 at the default input.",
+    )
+    p.set_defaults(handler=_run_models, stage="models")
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fasdistill.models import models_table
+
+    table = Table(title="fasdistill models (2 classes)", title_justify="left")
+    for column in ("name", "role", "input", "params", "MACs"):
+        table.add_column(column, justify="left" if column in ("name", "role") else "right")
+    for row in models_table():
+        table.add_row(
+            row["name"],
+            row["role"],
+            f"{row['input_size']}",
+            f"{row['params'] / 1e6:.3f} M",
+            f"{row['macs'] / 1e6:.1f} M",
+        )
+    Console().print(table)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a teacher or a student on prepared crops (single process or torchrun DDP)",
+        description="Train on the train split of a prepared index, select the best epoch on the "
+        "dev split (ACER or EER at the dev EER threshold; the test split is never read). "
+        "Multi-GPU/multi-node: torchrun --nproc_per_node N -m fasdistill.cli train ...",
+    )
+    p.add_argument("--recipe", type=Path, help="YAML recipe (see recipes/); defaults if omitted")
+    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="recipe overrides, e.g. optim.lr=0.01 train.epochs=5",
+    )
+    p.set_defaults(handler=_run_train, stage="train")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from fasdistill.config import load_recipe
+    from fasdistill.engine.trainer import train
+
+    config = load_recipe(args.recipe, args.overrides)
+    run_dir = args.out or Path("runs") / config.name
+    result = train(
+        config, args.data, run_dir, resume=args.resume, show_progress=not args.no_progress
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"{result.epochs_run} epochs; best dev {config.train.select_metric} "
+            f"{100 * result.best_metric:.2f}% at epoch {result.best_epoch}; "
+            f"checkpoints in {run_dir / 'checkpoints'}"
+        )
+    return 0
+
+
 # ---------------------------------------------------------------------------- entry point
 
 
@@ -373,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
     _add_synth(sub)
     _add_prepare(sub)
+    _add_models(sub)
+    _add_train(sub)
     _add_metrics(sub)
     return parser
 

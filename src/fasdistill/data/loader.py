@@ -1,0 +1,157 @@
+"""Training data from a prepared crop index: a torch Dataset with FAS-safe augmentation.
+
+Reads ``index.csv`` written by ``fasdistill prepare`` and serves the ``ok``
+crops of one split as normalised RGB tensors with class labels: class 0 is
+``bonafide``, then one class per PAI species seen in the training split (sorted),
+so the liveness score is P(class 0) everywhere.
+
+Randomness comes from torch's generator, which DataLoader seeds per worker from
+the global torch state: restoring that state on resume replays the same
+augmentations.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fasdistill.config import AugmentConfig
+from fasdistill.errors import InputError
+
+MEAN = (0.5, 0.5, 0.5)  # RGB, applied after scaling pixels to [0, 1]
+STD = (0.5, 0.5, 0.5)
+COLOUR_ORDER = "RGB"
+
+
+@dataclass(frozen=True)
+class CropIndex:
+    """The usable rows of a prepared index, and the classes they define."""
+
+    root: Path
+    rows: list[dict[str, str]]
+    classes: tuple[str, ...]
+    scale: float
+
+    def split(self, name: str) -> list[dict[str, str]]:
+        return [r for r in self.rows if r["split"] == name]
+
+    def label_of(self, row: dict[str, str]) -> int:
+        if row["label"] == "bonafide":
+            return 0
+        return self.classes.index(row["pai"]) if row["pai"] in self.classes else -1
+
+
+def read_crop_index(path: str | os.PathLike[str], scale: float | None = None) -> CropIndex:
+    """Load ``index.csv`` (or a directory holding one); keep ``ok`` crops at ``scale``."""
+    index_path = Path(path)
+    if index_path.is_dir():
+        index_path = index_path / "index.csv"
+    if not index_path.is_file():
+        raise InputError(f"{index_path}: no prepared index (run `fasdistill prepare` first)")
+    with index_path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        needed = {"split", "label", "pai", "crop_path", "status", "scale", "video_id", "subject"}
+        missing = needed - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{index_path}: missing column(s) {', '.join(sorted(missing))}")
+        rows = [r for r in reader if r["status"] == "ok"]
+    if not rows:
+        raise InputError(f"{index_path}: no usable crops (no row with status ok)")
+    scales = sorted({float(r["scale"]) for r in rows})
+    if scale is None:
+        if len(scales) > 1:
+            raise InputError(
+                f"{index_path}: crops at several scales {scales}; choose one with data.scale"
+            )
+        scale = scales[0]
+    chosen = [r for r in rows if math.isclose(float(r["scale"]), scale)]
+    if not chosen:
+        raise InputError(f"{index_path}: no crops at scale {scale}; the index has {scales}")
+    train = [r for r in chosen if r["split"] == "train"]
+    if not train:
+        raise InputError(f"{index_path}: no training crops")
+    species = sorted({r["pai"] for r in train if r["label"] == "attack"})
+    if not species or not any(r["label"] == "bonafide" for r in train):
+        raise InputError(f"{index_path}: the training split needs bona fide and attack crops")
+    return CropIndex(index_path.parent, chosen, ("bonafide", *species), scale)
+
+
+def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> np.ndarray:
+    """Random square crop, flip, optional mild colour jitter and blur (uint8 RGB in/out)."""
+    h, w = image.shape[:2]
+    lo, hi = augment.resized_crop
+    area = lo + (hi - lo) * float(torch.rand(()))
+    side = max(8, round(math.sqrt(area) * min(h, w)))
+    top = int(torch.randint(0, h - side + 1, ()))
+    left = int(torch.randint(0, w - side + 1, ()))
+    image = image[top : top + side, left : left + side]
+    if augment.flip and float(torch.rand(())) < 0.5:
+        image = image[:, ::-1]
+    image = cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=cv2.INTER_AREA)
+    if augment.colour_jitter > 0:
+        j = augment.colour_jitter
+        brightness, contrast = (1 + j * (2 * torch.rand(2) - 1)).tolist()
+        mean = image.mean()
+        image = np.clip((image.astype(np.float32) - mean) * contrast + mean * brightness, 0, 255)
+        image = image.astype(np.uint8)
+    if augment.blur > 0 and float(torch.rand(())) < augment.blur:
+        image = cv2.GaussianBlur(image, (0, 0), 0.5 + 0.5 * float(torch.rand(())))
+    return image
+
+
+def to_tensor(image_rgb: np.ndarray) -> torch.Tensor:
+    """uint8 HWC RGB -> normalised float CHW (the preprocessing every model is trained with)."""
+    x = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).float().div_(255.0)
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+class CropDataset(Dataset):
+    """Crops of one split: (image tensor, class label, row number)."""
+
+    def __init__(
+        self,
+        index: CropIndex,
+        split: str,
+        input_size: int,
+        train: bool = False,
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        self.index = index
+        self.rows = index.split(split)
+        self.input_size = input_size
+        self.train = train
+        self.augment = augment or AugmentConfig()
+        self.labels = [index.label_of(r) for r in self.rows]
+        if not self.rows:
+            raise InputError(f"{index.root / 'index.csv'}: no {split!r} crops")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        row = self.rows[i]
+        path = self.index.root / row["crop_path"]
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(
+                f"{path}: cannot read crop (listed in {self.index.root / 'index.csv'})"
+            )
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if self.train:
+            image = _augment(image, self.input_size, self.augment)
+        elif image.shape[0] != self.input_size or image.shape[1] != self.input_size:
+            interpolation = cv2.INTER_AREA if image.shape[0] > self.input_size else cv2.INTER_CUBIC
+            image = cv2.resize(
+                image, (self.input_size, self.input_size), interpolation=interpolation
+            )
+        return to_tensor(image), self.labels[i], i

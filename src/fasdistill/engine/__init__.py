@@ -1,0 +1,1 @@
+"""Training engine: a plain PyTorch loop with DDP, AMP, checkpoints and logs."""

@@ -1,0 +1,59 @@
+"""Checkpoints: atomic writes, safe loads, and the RNG state a bit-exact resume needs.
+
+Files are written to a temporary file and renamed, so a crash mid-write leaves
+the previous checkpoint intact. They hold only tensors and plain containers and
+are read with ``torch.load(weights_only=True)``: no pickled code is ever run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fasdistill.errors import InputError
+from fasdistill.utils.atomic import atomic_write_bytes
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a checkpoint safely (tensors and plain containers only)."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: checkpoint not found") from None
+    except (RuntimeError, ValueError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable fasdistill checkpoint ({exc})") from None
+
+
+def rng_state() -> dict[str, Any]:
+    """Python and torch (CPU, CUDA) generator states as safe-to-load values.
+
+    Augmentation, dropout and DataLoader worker seeds all draw from torch's
+    generator; numpy's global generator is not used by fasdistill.
+    """
+    py_version, py_state, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "python": [py_version, list(py_state), py_gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((py_version, tuple(py_state), py_gauss))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

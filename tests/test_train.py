@@ -1,0 +1,314 @@
+"""The trainer: learning, run records, resume equivalence, DDP equivalence, dev-only selection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fasdistill.cli import main
+from fasdistill.config import RunConfig, load_recipe
+from fasdistill.engine import trainer as trainer_module
+from fasdistill.engine.checkpoint import load_checkpoint
+from fasdistill.engine.trainer import NonFiniteLossError, lr_factor, train
+from fasdistill.errors import InputError
+from fasdistill.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = (
+    "split",
+    "label",
+    "pai",
+    "subject",
+    "session",
+    "device",
+    "domain",
+    "video_id",
+    "frame",
+    "scale",
+    "crop_path",
+    "box_x",
+    "box_y",
+    "box_w",
+    "box_h",
+    "box_source",
+    "det_score",
+    "status",
+    "source_path",
+)
+# Separable classes: each has its own dominant colour, plus noise.
+COLOURS = {"bonafide": (200, 60, 60), "print": (60, 60, 200), "replay": (60, 200, 60)}
+
+
+def make_index(root: Path, per_class: dict[str, int], missing_test: bool = False) -> Path:
+    """A prepared-index look-alike: 16-px crops whose colour gives away the class."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, n in per_class.items():
+        for cls, colour in COLOURS.items():
+            for i in range(n):
+                subject = f"{split}_s{i % 4}"
+                crop = f"crops/{split}/{cls}_{i}.png"
+                if not (missing_test and split == "test"):
+                    image = np.clip(rng.normal(colour, 25, (16, 16, 3)), 0, 255).astype(np.uint8)
+                    (root / crop).parent.mkdir(parents=True, exist_ok=True)
+                    cv2.imwrite(str(root / crop), image[..., ::-1])
+                rows.append(
+                    {
+                        "split": split,
+                        "label": "bonafide" if cls == "bonafide" else "attack",
+                        "pai": "" if cls == "bonafide" else cls,
+                        "subject": subject,
+                        "session": "",
+                        "device": "",
+                        "domain": "toy",
+                        "video_id": f"{split}_{cls}_{i}",
+                        "frame": "0",
+                        "scale": "1.5",
+                        "crop_path": crop,
+                        "box_x": "0",
+                        "box_y": "0",
+                        "box_w": "16",
+                        "box_h": "16",
+                        "box_source": "annotation",
+                        "det_score": "",
+                        "status": "ok",
+                        "source_path": "",
+                    }
+                )
+    with (root / "index.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return root / "index.csv"
+
+
+@pytest.fixture(scope="module")
+def toy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_index(tmp_path_factory.mktemp("toy"), {"train": 16, "dev": 8, "test": 8})
+
+
+def smoke(**overrides: object) -> RunConfig:
+    items = [f"{k}={v}" for k, v in overrides.items()]
+    return load_recipe(REPO / "recipes" / "smoke.yaml", items)
+
+
+def test_learns_a_separable_set_and_records_the_run(toy_index: Path, tmp_path: Path) -> None:
+    config = smoke(**{"train.epochs": 4, "data.input_size": 16})
+    result = train(config, toy_index, tmp_path / "run", show_progress=False)
+    assert result.epochs_run == 4
+    assert result.best_metric == 0.0  # dev ACER at the dev EER threshold
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    run = tmp_path / "run"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["seed"] == 0 and meta["classes"] == ["bonafide", "print", "replay"]
+    assert meta["versions"]["torch"] == torch.__version__ and meta["git_commit"]
+    assert load_recipe(run / "config.yaml") == config
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["type"] for r in records} == {"step", "epoch"}
+    assert [r["step"] for r in records if r["type"] == "epoch"] == [1, 2, 3, 4]
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    meta = best["meta"]
+    assert meta["classes"] == ["bonafide", "print", "replay"] and meta["input_size"] == 16
+    assert meta["crop_scale"] == 1.5 and meta["colour_order"] == "RGB"
+    assert 0.0 <= meta["threshold"] <= 1.0 and meta["epoch"] == result.best_epoch
+    model = build_model(meta["model"], num_classes=3)
+    model.load_state_dict(best["model"])  # strict: the deployable part only, no aux heads
+
+
+def test_resume_continues_bit_for_bit(
+    toy_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = smoke(**{"train.epochs": 4, "train.log_every": 1, "data.input_size": 16})
+    train(config, toy_index, tmp_path / "whole", show_progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    original = trainer_module._Logger.record
+
+    def record(self: trainer_module._Logger, kind: str, step: int, values: dict) -> None:
+        if kind == "step" and values["epoch"] == 3:
+            raise Interrupt  # killed during epoch 3: last.pt holds epoch 2
+        original(self, kind, step, values)
+
+    monkeypatch.setattr(trainer_module._Logger, "record", record)
+    with pytest.raises(Interrupt):
+        train(config, toy_index, tmp_path / "split", show_progress=False)
+    monkeypatch.setattr(trainer_module._Logger, "record", original)
+    assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["epoch"] == 2
+    train(config, toy_index, tmp_path / "split", resume=True, show_progress=False)
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 4 and a["global_step"] == b["global_step"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_selection_never_reads_the_test_split(tmp_path: Path) -> None:
+    index = make_index(tmp_path, {"train": 8, "dev": 4, "test": 4}, missing_test=True)
+    result = train(smoke(**{"data.input_size": 16}), index, tmp_path / "run", show_progress=False)
+    assert result.epochs_run == 2  # the test crops do not exist: reading one would fail
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
+    toy_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = trainer_module._loss
+    calls = {"n": 0}
+
+    def loss(*args: object) -> torch.Tensor:
+        calls["n"] += 1
+        value = original(*args)  # type: ignore[arg-type]
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setattr(trainer_module, "_loss", loss)
+    config = smoke(**{"data.input_size": 16})  # 48 crops / 16 = 3 steps per epoch
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 5"):
+        train(config, toy_index, tmp_path / "run", show_progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) -> None:
+    overrides = [
+        "train.epochs=2",
+        "data.input_size=16",
+        "data.augment.flip=false",
+        "data.augment.resized_crop=[1.0,1.0]",
+    ]
+    train(
+        load_recipe(REPO / "recipes" / "smoke.yaml", overrides),
+        toy_index,
+        tmp_path / "single",
+        show_progress=False,
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "fasdistill.cli",
+        "train",
+        "--recipe",
+        str(REPO / "recipes" / "smoke.yaml"),
+        "--data",
+        str(toy_index),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--no-progress",
+        *overrides,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")["model"]
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["model"]
+    for key, value in single.items():
+        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-5, msg=key)
+    meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())
+    assert meta["world_size"] == 2
+
+
+def test_learning_rate_schedules() -> None:
+    config = load_recipe(None, ["train.epochs=10", "schedule.warmup_epochs=1"])
+    assert lr_factor(0, 10, config) == pytest.approx(0.1)  # first warm-up step
+    assert lr_factor(9, 10, config) == pytest.approx(1.0)
+    assert lr_factor(10, 10, config) == pytest.approx(1.0)  # cosine starts at the top
+    assert lr_factor(99, 10, config) < 0.01  # and ends near zero
+    step = load_recipe(None, ["schedule.name=step", "schedule.step_epochs=3", "schedule.gamma=0.5"])
+    assert [lr_factor(e * 10, 10, step) for e in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_recipes_validate_and_name_known_models() -> None:
+    for path in sorted((REPO / "recipes").glob("*.yaml")):
+        config = load_recipe(path)
+        build_model(config.model.name, num_classes=3, aux=tuple(config.model.aux))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["optim.lrr=0.1"], "unknown key 'optim.lrr'"),
+        (["train.epochs=many"], "train.epochs"),
+        (["optim.name=rmsprop"], "optim.name"),
+        (["data.augment.resized_crop=[0.9,0.5]"], "resized_crop"),
+        (["epochs"], "expected key.sub=value"),
+    ],
+)
+def test_bad_recipes_name_the_key(overrides: list[str], message: str) -> None:
+    with pytest.raises(InputError, match=message.replace(".", r"\.")):
+        load_recipe(REPO / "recipes" / "smoke.yaml", overrides)
+
+
+def test_cli_train_and_models(
+    toy_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "cli"
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                str(REPO / "recipes" / "smoke.yaml"),
+                "--data",
+                str(toy_index),
+                "--out",
+                str(out),
+                "--no-progress",
+                "train.epochs=1",
+                "data.input_size=16",
+            ]
+        )
+        == 0
+    )
+    assert "best dev acer" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "train",
+                "--recipe",
+                str(REPO / "recipes" / "smoke.yaml"),
+                "--data",
+                str(toy_index),
+                "--out",
+                str(out),
+                "train.epochs=1",
+            ]
+        )
+        == 2
+    )
+    assert "not empty" in capsys.readouterr().err
+    assert (
+        main(
+            ["train", "--data", str(toy_index), "--out", str(tmp_path / "x"), "model.nmae=resnet18"]
+        )
+        == 2
+    )
+    assert "unknown key 'model.nmae'" in capsys.readouterr().err
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    for name in ("resnet18", "cdcnpp", "minifasnet", "mobilenetv3-small-0.75", "swapnet"):
+        assert name in listing
