@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/synth_difficulty.py
 	$(BIN)/python benchmarks/prepare_speed.py
 	$(BIN)/python benchmarks/detect_photos.py
+	$(BIN)/python benchmarks/model_latency.py
+	$(BIN)/python benchmarks/train_speed.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
