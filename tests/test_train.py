@@ -312,3 +312,12 @@ def test_cli_train_and_models(
     listing = capsys.readouterr().out
     for name in ("resnet18", "cdcnpp", "minifasnet", "mobilenetv3-small-0.75", "swapnet"):
         assert name in listing
+
+
+def test_early_stopping_ends_a_run_that_stops_improving(toy_index: Path, tmp_path: Path) -> None:
+    # With a zero learning rate nothing changes after epoch 1: no dev improvement.
+    config = smoke(
+        **{"train.epochs": 5, "train.early_stop": 2, "optim.lr": 1e-12, "data.input_size": 16}
+    )
+    result = train(config, toy_index, tmp_path / "run", show_progress=False)
+    assert result.epochs_run == 3 and result.best_epoch == 1

@@ -370,60 +370,22 @@ def _fit(
     epochs_run = start_epoch
     try:
         for epoch in range(start_epoch, config.train.epochs):
-            net.train()
             sampler.set_epoch(epoch)
-            epoch_start, seen, loss_sum = time.perf_counter(), 0, 0.0
-            for images, labels, _ in loader:
-                images = images.to(device, non_blocking=True)
-                labels = labels.to(device, non_blocking=True)
-                with torch.autocast(
-                    device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-                ):
-                    outputs = net(images)
-                    loss = _loss(outputs, images, labels, config)
-                finite = dist_utils.all_reduce_sum(info, torch.isfinite(loss).float().reshape(1))
-                if finite.item() < info.world_size:
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step "
-                        f"{global_step + 1}; stopped. The last good checkpoint is {last_path}"
-                        + ("" if last_path.exists() else " (none yet: the first epoch failed)")
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.train.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                global_step += 1
-                seen += images.shape[0] * info.world_size
-                loss_value = float(loss.detach())
-                loss_sum += loss_value * images.shape[0]
-                rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
-                if global_step % config.train.log_every == 0:
-                    logger.record(
-                        "step",
-                        global_step,
-                        {
-                            "epoch": epoch + 1,
-                            "loss": loss_value,
-                            "lr": scheduler.get_last_lr()[0],
-                            "images_per_s": rate,
-                        },
-                    )
-                if progress and task is not None:
-                    progress.update(
-                        task,
-                        advance=1,
-                        description=(
-                            f"epoch {epoch + 1}/{config.train.epochs} loss {loss_value:.4f} "
-                            f"{rate:.0f} img/s"
-                        ),
-                    )
+            epoch_start = time.perf_counter()
+            seen, loss_sum, global_step = _train_epoch(
+                _Step(net, model, optimizer, scheduler, scaler, amp_dtype, config, info, device),
+                loader,
+                epoch,
+                global_step,
+                logger,
+                progress,
+                task,
+                last_path,
+            )
+            train_seconds = time.perf_counter() - epoch_start
             train_loss = float(
                 dist_utils.all_reduce_sum(info, torch.tensor([loss_sum], device=device)).item()
-            ) / max(1, len(train_set))
+            ) / max(1, seen)
 
             # Model selection on dev only (rank 0 scores; the decision is broadcast).
             record: dict[str, Any] = {}
@@ -449,7 +411,7 @@ def _fit(
                     "seconds": time.perf_counter() - epoch_start,
                     "dev": dev,
                     "best": improved,
-                    "images_per_s": seen / max(time.perf_counter() - epoch_start, 1e-9),
+                    "images_per_s": seen / max(train_seconds, 1e-9),
                 }
             best, record = dist_utils.broadcast_object(info, (best, record))  # type: ignore[misc]
             bad_epochs = 0 if record["best"] else bad_epochs + 1
@@ -482,6 +444,85 @@ def _fit(
         if progress:
             progress.stop()
     return TrainResult(run_dir, epochs_run, int(best["epoch"]), float(best["metric"]), history)
+
+
+@dataclass
+class _Step:
+    """What one optimiser step needs (bundled to keep the epoch loop readable)."""
+
+    net: nn.Module
+    model: FASModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    config: RunConfig
+    info: dist_utils.DistInfo
+    device: torch.device
+
+
+def _train_epoch(
+    step: _Step,
+    loader: DataLoader,
+    epoch: int,
+    global_step: int,
+    logger: _Logger,
+    progress: Any,
+    task: Any,
+    last_path: Path,
+) -> tuple[int, float, int]:
+    """One pass over the training shard; returns (images seen by all ranks, loss sum, step)."""
+    config, info, device = step.config, step.info, step.device
+    step.net.train()
+    start, seen, loss_sum = time.perf_counter(), 0, 0.0
+    for images, labels, _ in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        with torch.autocast(
+            device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None
+        ):
+            loss = _loss(step.net(images), images, labels, config)
+        finite = dist_utils.all_reduce_sum(info, torch.isfinite(loss).float().reshape(1))
+        if finite.item() < info.world_size:  # every rank stops together
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {global_step + 1}; "
+                f"stopped. The last good checkpoint is {last_path}"
+                + ("" if last_path.exists() else " (none yet: the first epoch failed)")
+            )
+        step.optimizer.zero_grad(set_to_none=True)
+        step.scaler.scale(loss).backward()
+        if config.train.grad_clip is not None:
+            step.scaler.unscale_(step.optimizer)
+            nn.utils.clip_grad_norm_(step.model.parameters(), config.train.grad_clip)
+        step.scaler.step(step.optimizer)
+        step.scaler.update()
+        step.scheduler.step()
+        global_step += 1
+        seen += images.shape[0] * info.world_size
+        loss_value = float(loss.detach())
+        loss_sum += loss_value * images.shape[0]
+        rate = seen / max(time.perf_counter() - start, 1e-9)
+        if global_step % config.train.log_every == 0:
+            logger.record(
+                "step",
+                global_step,
+                {
+                    "epoch": epoch + 1,
+                    "loss": loss_value,
+                    "lr": step.scheduler.get_last_lr()[0],
+                    "images_per_s": rate,
+                },
+            )
+        if progress is not None:
+            progress.update(
+                task,
+                advance=1,
+                description=(
+                    f"epoch {epoch + 1}/{config.train.epochs} "
+                    f"loss {loss_value:.4f} {rate:.0f} img/s"
+                ),
+            )
+    return seen, loss_sum, global_step
 
 
 class _TrainView(nn.Module):
