@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter_checks import assert_disjoint_subjects, subjects_by_split, totals
 from fasdistill.data.formats import ProtocolError, Sample, get_adapter, split_counts
 from fasdistill.data.formats.base import box_from_eyes
 from fasdistill.data.formats.casia import CasiaFASD
@@ -31,26 +32,6 @@ def touch(root: Path, rel: str) -> Path:
 
 
 _made: set[Path] = set()  # folders touch() has created (tmp_path differs per test)
-
-
-def totals(samples: Iterable[Sample]) -> dict[str, int]:
-    """{split: number of samples}."""
-    return {split: sum(per.values()) for split, per in split_counts(samples).items()}
-
-
-def subjects_by_split(samples: Iterable[Sample]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for s in samples:
-        out.setdefault(s.split, set()).add(s.subject)
-    return out
-
-
-def assert_disjoint_subjects(samples: list[Sample]) -> None:
-    by_split = subjects_by_split(samples)
-    splits = sorted(by_split)
-    for i, a in enumerate(splits):
-        for b in splits[i + 1 :]:
-            assert not by_split[a] & by_split[b], (a, b)
 
 
 def assert_well_formed(samples: list[Sample], root: Path) -> None:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from adapter_checks import assert_disjoint_subjects, subjects_by_split, totals
 from fasdistill.data.formats import ProtocolError, Sample, get_adapter, split_counts
 from fasdistill.data.formats.base import box_from_eyes
 from fasdistill.data.formats.celeba_spoof import CelebASpoof, image_size
@@ -34,26 +35,6 @@ def touch(root: Path, rel: str, text: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-def totals(samples: Iterable[Sample]) -> dict[str, int]:
-    """{split: number of samples}."""
-    return {split: sum(per.values()) for split, per in split_counts(samples).items()}
-
-
-def subjects_by_split(samples: Iterable[Sample]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for s in samples:
-        out.setdefault(s.split, set()).add(s.subject)
-    return out
-
-
-def assert_disjoint_subjects(samples: list[Sample]) -> None:
-    by_split = subjects_by_split(samples)
-    splits = sorted(by_split)
-    for i, a in enumerate(splits):
-        for b in splits[i + 1 :]:
-            assert not by_split[a] & by_split[b], (a, b)
 
 
 def assert_well_formed(samples: list[Sample]) -> None:

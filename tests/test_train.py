@@ -17,6 +17,7 @@ import torch
 
 from fasdistill.cli import main
 from fasdistill.config import RunConfig, load_recipe
+from fasdistill.data.prepare import INDEX_COLUMNS
 from fasdistill.engine import trainer as trainer_module
 from fasdistill.engine.checkpoint import load_checkpoint
 from fasdistill.engine.trainer import NonFiniteLossError, lr_factor, train
@@ -24,27 +25,6 @@ from fasdistill.errors import InputError
 from fasdistill.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = (
-    "split",
-    "label",
-    "pai",
-    "subject",
-    "session",
-    "device",
-    "domain",
-    "video_id",
-    "frame",
-    "scale",
-    "crop_path",
-    "box_x",
-    "box_y",
-    "box_w",
-    "box_h",
-    "box_source",
-    "det_score",
-    "status",
-    "source_path",
-)
 # Separable classes: each has its own dominant colour, plus noise.
 COLOURS = {"bonafide": (200, 60, 60), "print": (60, 60, 200), "replay": (60, 200, 60)}
 
@@ -86,7 +66,7 @@ def make_index(root: Path, per_class: dict[str, int], missing_test: bool = False
                     }
                 )
     with (root / "index.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=INDEX_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return root / "index.csv"

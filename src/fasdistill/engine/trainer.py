@@ -224,9 +224,8 @@ class _Logger:
             self.tb.close()
 
 
-def _prepare_run_dir(
-    run_dir: Path, config: RunConfig, resume: bool, info: dist_utils.DistInfo, index: CropIndex
-) -> None:
+def _check_run_dir(run_dir: Path, config: RunConfig, resume: bool) -> None:
+    """Refuse to overwrite a run, or to resume one with another recipe (every rank checks)."""
     resolved = dump_recipe(config)
     config_path = run_dir / "config.yaml"
     if resume:
@@ -241,6 +240,14 @@ def _prepare_run_dir(
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         raise InputError(f"{run_dir}: run directory is not empty; use --resume or a new --out")
+
+
+def _init_run_dir(
+    run_dir: Path, config: RunConfig, info: dist_utils.DistInfo, index: CropIndex
+) -> None:
+    """Write the resolved recipe and the run's provenance (main process, new runs only)."""
+    resolved = dump_recipe(config)
+    config_path = run_dir / "config.yaml"
     if info.is_main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         atomic_write_text(config_path, resolved)
@@ -278,7 +285,10 @@ def train(
                 f"data.batch_size={config.data.batch_size} is the global batch and must divide "
                 f"evenly over {info.world_size} processes"
             )
-        _prepare_run_dir(run_dir, config, resume, info, index)
+        _check_run_dir(run_dir, config, resume)
+        dist_utils.barrier(info)  # every rank has checked before rank 0 writes anything
+        if not resume:
+            _init_run_dir(run_dir, config, info, index)
         dist_utils.barrier(info)
         logger = _Logger(run_dir, info.is_main)
         return _fit(config, index, run_dir, resume, info, logger, show_progress)
