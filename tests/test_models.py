@@ -246,8 +246,8 @@ def test_models_table_rows() -> None:
 
 
 def test_onnx_export_holds_only_the_deployable_part(tmp_path: Path) -> None:
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
+    import onnx  # the `onnx` extra, installed by `dev`
+    import onnxruntime as ort
     model = cached("smoke-cnn").eval()
     x = images(64, n=1)
     path = tmp_path / "smoke.onnx"
