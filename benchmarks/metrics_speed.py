@@ -21,7 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from fasdistill.metrics import EvalOptions, ScoreSet, auc, error_curve, evaluate
+from fasdistill.metrics import EvalOptions, ScoreSet, auc_from_curve, error_curve, evaluate
 from fasdistill.metrics.bootstrap import bootstrap_ci
 from fasdistill.metrics.pad import Criterion
 
@@ -72,7 +72,7 @@ def main() -> None:
             "threshold: eer / bpcer20 / min-hter",
             lambda: [Criterion.parse(c).select(curve) for c in ("eer", "bpcer20", "min-hter")],
         ),
-        ("AUC", lambda: auc(dev)),
+        ("AUC (from the error curve, as evaluate() does)", lambda: auc_from_curve(curve)),
         ("bootstrap CI (1000 resamples, subjects)", lambda: bootstrap_ci(dev, threshold)),
         ("video-level aggregation (mean)", lambda: dev.to_video_level("mean")),
         ("all metrics, one set (frame level, CI)", lambda: evaluate(dev, None, EvalOptions())),

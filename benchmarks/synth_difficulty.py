@@ -107,7 +107,8 @@ def main() -> None:
         title=(
             f"SynthSpoof difficulty vs baselines: {len(DOMAINS)} domains x {args.subjects} "
             f"subjects, {n_samples} images of {args.size}px per set, mean of seeds {args.seeds}; "
-            "test EER/ACER/AUC in %, threshold at dev EER; s = seconds"
+            "test EER (threshold-free) / ACER (at the dev EER threshold) / AUC in %; "
+            "s = seconds"
         ),
         caption=", ".join(f"{short} = {name}" for name, short in SHORT.items()),
         caption_justify="left",

@@ -192,3 +192,38 @@ def test_console_script_lists_stages() -> None:
     )
     assert missing.returncode == 2
     assert "/nonexistent.csv: score file not found" in missing.stderr
+
+
+def test_no_plots_removes_figures_of_an_earlier_run(
+    score_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    dev, _ = score_files
+    out = tmp_path / "out"
+    assert main(["metrics", "--dev", str(dev), "--out", str(out), "--bootstrap", "0"]) == 0
+    assert (out / "det.png").exists()
+    assert (
+        main(
+            [
+                "metrics",
+                "--dev",
+                str(dev),
+                "--out",
+                str(out),
+                "--bootstrap",
+                "0",
+                "--criterion",
+                "bpcer20",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
+    assert not (out / "det.png").exists() and (out / "metrics.json").exists()
+
+
+def test_fixed_threshold_must_be_finite(
+    score_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dev, _ = score_files
+    assert main(["metrics", "--dev", str(dev), "--criterion", "fixed=1e999"]) == 2
+    assert "finite" in capsys.readouterr().err

@@ -113,7 +113,6 @@ def test_builds_with_two_classes_and_aux_changes_no_deployable_count(name: str) 
     with torch.no_grad():
         assert two(images(sizes(name)[1], n=3)).shape == (3, 2)
     plain = build_model(name, num_classes=4)
-    assert count_params(plain) == count_params(plain.deployable())
     assert count_params(plain.deployable()) == count_params(cached(name).deployable())
 
 
@@ -248,6 +247,7 @@ def test_models_table_rows() -> None:
 def test_onnx_export_holds_only_the_deployable_part(tmp_path: Path) -> None:
     import onnx  # the `onnx` extra, installed by `dev`
     import onnxruntime as ort
+
     model = cached("smoke-cnn").eval()
     x = images(64, n=1)
     path = tmp_path / "smoke.onnx"

@@ -17,6 +17,7 @@ from fasdistill.data.formats import ProtocolError
 from fasdistill.data.prepare import INDEX_COLUMNS, PrepareConfig, prepare
 from fasdistill.data.synth import SynthConfig, generate
 from fasdistill.errors import InputError
+from test_detect import needs_yuface
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,7 @@ def messy_folder(tmp_path: Path) -> Path:
     return root
 
 
+@needs_yuface
 def test_bad_data_is_counted_per_reason_never_fatal(messy_folder: Path, tmp_path: Path) -> None:
     config = PrepareConfig(
         dataset="folder",
@@ -268,3 +270,52 @@ def test_cli(synth_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
         == 2
     )
     assert "--scale 'big'" in capsys.readouterr().err
+
+
+def test_cross_domain_preparation_runs_to_the_index(tmp_path: Path) -> None:
+    from test_formats_b import oci_m_trees
+
+    roots = oci_m_trees(tmp_path / "data")
+    root_arg = ",".join(f"{name}={path}" for name, path in roots.items())
+    config = PrepareConfig(
+        dataset="cross-domain",
+        root=root_arg,
+        protocol="OCI-M",
+        boxes="annotation",
+        scales=(1.0,),
+        size=16,
+    )
+    summary = prepare(config, tmp_path / "out", workers=1)
+    rows = read_index(tmp_path / "out")
+    # The placeholder videos are empty files: every sample is reported, none crashes the run.
+    assert {r["status"] for r in rows} <= {"unreadable_video", "empty_video"}
+    assert summary["samples"] == len({r["video_id"] for r in rows})
+    assert {r["domain"] for r in rows} == {"oulu-npu", "casia-fasd", "replay-attack", "msu-mfsd"}
+
+
+def test_crop_folders_never_collide(tmp_path: Path) -> None:
+    root = tmp_path / "mine"
+    face = cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR)
+    for subject in ("张三", "李四"):
+        (root / "bonafide" / subject).mkdir(parents=True)
+        cv2.imwrite(str(root / "bonafide" / subject / "1.png"), face)
+        (root / "bonafide" / subject / "1.box").write_text("180 60 90 115\n")
+    (root / "attack" / "print" / "x").mkdir(parents=True)
+    cv2.imwrite(str(root / "attack" / "print" / "x" / "1.png"), face)
+    (root / "attack" / "print" / "x" / "1.box").write_text("180 60 90 115\n")
+    (root / "splits.csv").write_text("subject,split\n张三,train\n李四,train\nx,train\n")
+    config = PrepareConfig(
+        dataset="folder", root=str(root), boxes="annotation", scales=(1.0,), size=16
+    )
+    prepare(config, tmp_path / "out", workers=1)
+    paths = [r["crop_path"] for r in read_index(tmp_path / "out")]
+    assert len(paths) == len(set(paths)) == 3
+
+
+def test_a_malformed_annotation_is_a_status_not_a_crash(messy_folder: Path, tmp_path: Path) -> None:
+    (messy_folder / "bonafide" / "alice" / "face.box").write_text("nan 60 90 115\n")
+    config = PrepareConfig(
+        dataset="folder", root=str(messy_folder), boxes="annotation", scales=(1.0,), size=32
+    )
+    summary = prepare(config, tmp_path / "out", workers=1)
+    assert summary["status_counts"]["bad_annotation"] == 1

@@ -301,3 +301,36 @@ def test_early_stopping_ends_a_run_that_stops_improving(toy_index: Path, tmp_pat
     )
     result = train(config, toy_index, tmp_path / "run", show_progress=False)
     assert result.epochs_run == 3 and result.best_epoch == 1
+
+
+def test_aux_weights_are_a_checked_section() -> None:
+    with pytest.raises(InputError, match=r"unknown key 'train\.aux_weights\.pixle'"):
+        load_recipe(None, ["train.aux_weights.pixle=1.0"])
+    with pytest.raises(InputError, match="would train nothing"):
+        load_recipe(None, ["model.aux=[pixel]", "train.aux_weights.pixel=0"])
+    config = load_recipe(None, ["train.aux_weights.fourier=0.2"])
+    assert (config.train.aux_weights.pixel, config.train.aux_weights.fourier) == (0.5, 0.2)
+
+
+def test_foreign_checkpoints_are_refused_in_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(InputError, match="not a readable fasdistill checkpoint"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(InputError, match="not a fasdistill checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_a_dev_split_without_attacks_is_refused_before_training(tmp_path: Path) -> None:
+    index = make_index(tmp_path, {"train": 4, "dev": 2, "test": 2})
+    rows = list(csv.DictReader(index.open()))
+    kept = [r for r in rows if not (r["split"] == "dev" and r["label"] == "attack")]
+    with index.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=INDEX_COLUMNS)
+        writer.writeheader()
+        writer.writerows(kept)
+    with pytest.raises(InputError, match="the dev split needs bona fide and attack"):
+        train(smoke(), index, tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run").exists()

@@ -158,6 +158,11 @@ def _run_metrics(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         for name, data in figures.items():
             atomic_write_bytes(args.out / name, data)
+        if args.no_plots:  # figures from an earlier run would contradict the new metrics.json
+            from fasdistill.metrics.plots import FIGURE_NAMES
+
+            for name in FIGURE_NAMES:
+                (args.out / name).unlink(missing_ok=True)
         atomic_write_json(args.out / "metrics.json", report)
         console.print(
             f"wrote {args.out / 'metrics.json'}" + (f" and {', '.join(figures)}" if figures else "")

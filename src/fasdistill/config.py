@@ -68,6 +68,13 @@ class ScheduleConfig(_Section):
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # cosine floor as a fraction of lr
 
 
+class AuxWeights(_Section):
+    """Loss weights of the training-only auxiliary heads requested in ``model.aux``."""
+
+    pixel: float = Field(0.5, ge=0.0)
+    fourier: float = Field(0.1, ge=0.0)
+
+
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1)
     seed: int = Field(0, ge=0)
@@ -75,7 +82,7 @@ class TrainConfig(_Section):
     grad_clip: float | None = Field(5.0, gt=0.0)
     select_metric: Literal["acer", "eer"] = "acer"  # on dev, at the dev EER threshold
     early_stop: int | None = Field(None, ge=1)  # epochs without dev improvement
-    aux_weights: dict[str, float] = Field(default_factory=lambda: {"pixel": 0.5, "fourier": 0.1})
+    aux_weights: AuxWeights = Field(default_factory=AuxWeights)
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     log_every: int = Field(10, ge=1)  # steps between JSONL step records
 
@@ -89,6 +96,16 @@ class RunConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @model_validator(mode="after")
+    def _aux_heads_have_weight(self) -> RunConfig:
+        for head in self.model.aux:
+            if getattr(self.train.aux_weights, head) == 0:
+                raise ValueError(
+                    f"model.aux requests the {head!r} head but train.aux_weights.{head} is 0: "
+                    "the head would train nothing; drop it from model.aux or give it a weight"
+                )
+        return self
 
 
 def _format_errors(error: ValidationError, source: str) -> str:

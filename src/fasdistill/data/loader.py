@@ -79,9 +79,20 @@ def read_crop_index(path: str | os.PathLike[str], scale: float | None = None) ->
     if not train:
         raise InputError(f"{index_path}: no training crops")
     species = sorted({r["pai"] for r in train if r["label"] == "attack"})
-    if not species or not any(r["label"] == "bonafide" for r in train):
-        raise InputError(f"{index_path}: the training split needs bona fide and attack crops")
+    for split in ("train", "dev"):
+        labels = {r["label"] for r in chosen if r["split"] == split}
+        if labels != {"bonafide", "attack"}:
+            raise InputError(
+                f"{index_path}: the {split} split needs bona fide and attack crops "
+                f"(it has: {', '.join(sorted(labels)) or 'none'})"
+            )
     return CropIndex(index_path.parent, chosen, ("bonafide", *species), scale)
+
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Square resize as crops are cut: area averaging to shrink, bicubic to enlarge."""
+    interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
 def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> np.ndarray:
@@ -95,7 +106,7 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> np.ndarray
     image = image[top : top + side, left : left + side]
     if augment.flip and float(torch.rand(())) < 0.5:
         image = image[:, ::-1]
-    image = cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=cv2.INTER_AREA)
+    image = _resize(np.ascontiguousarray(image), size)
     if augment.colour_jitter > 0:
         j = augment.colour_jitter
         brightness, contrast = (1 + j * (2 * torch.rand(2) - 1)).tolist()
@@ -150,8 +161,5 @@ class CropDataset(Dataset):
         if self.train:
             image = _augment(image, self.input_size, self.augment)
         elif image.shape[0] != self.input_size or image.shape[1] != self.input_size:
-            interpolation = cv2.INTER_AREA if image.shape[0] > self.input_size else cv2.INTER_CUBIC
-            image = cv2.resize(
-                image, (self.input_size, self.input_size), interpolation=interpolation
-            )
+            image = _resize(image, self.input_size)
         return to_tensor(image), self.labels[i], i

@@ -143,7 +143,10 @@ class _Worker:
                 return [_row(sample, -1, status="unreadable_video")]
             if not frames and not missing:
                 return [_row(sample, -1, status="empty_video")]
-        annotations = None if config.boxes == "detector" else self.adapter.face_boxes(sample)
+        try:
+            annotations = None if config.boxes == "detector" else self.adapter.face_boxes(sample)
+        except InputError:
+            return [_row(sample, -1, status="bad_annotation")]
         rows = [_row(sample, index, status="unreadable_frame") for index in missing]
         for index, frame in frames:
             rows.extend(self._crop_frame(sample, index, frame, annotations))
@@ -196,7 +199,11 @@ def _safe(name: str) -> str:
 
 
 def _crop_path(sample: Sample, frame: int, scale: float) -> str:
-    return f"crops/{sample.split or 'all'}/{_safe(sample.sample_id)}/f{frame:05d}_s{scale:g}.png"
+    """A readable, collision-free folder per sample: the sanitised id plus a digest of the id
+    (sanitising alone maps ``img 1`` and ``img_1``, or two non-ASCII names, to one folder)."""
+    digest = hashlib.sha1(sample.sample_id.encode()).hexdigest()[:10]
+    folder = f"{_safe(sample.sample_id)[:80]}-{digest}"
+    return f"crops/{sample.split or 'all'}/{folder}/f{frame:05d}_s{scale:g}.png"
 
 
 def _row(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ import torch
 
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_bytes
+
+CHECKPOINT_FORMAT = "fasdistill-checkpoint"
+CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -28,11 +32,15 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a checkpoint safely (tensors and plain containers only)."""
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"{path}: checkpoint not found") from None
-    except (RuntimeError, ValueError, EOFError) as exc:
-        raise InputError(f"{path}: not a readable fasdistill checkpoint ({exc})") from None
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a readable fasdistill checkpoint ({first_line})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"{path}: not a fasdistill checkpoint (no format {CHECKPOINT_FORMAT!r})")
+    return state
 
 
 def rng_state() -> dict[str, Any]:

@@ -6,6 +6,7 @@ WORLD_SIZE and LOCAL_RANK; without them everything runs in one process.
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -41,7 +42,10 @@ def setup(prefer_cuda: bool = True) -> DistInfo:
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # Rank 0 alone scores dev while the others wait in a collective: allow an hour.
+        dist.init_process_group(
+            backend="nccl" if use_cuda else "gloo", timeout=datetime.timedelta(minutes=60)
+        )
     return DistInfo(rank, world_size, local_rank, device)
 
 

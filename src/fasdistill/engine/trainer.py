@@ -6,7 +6,8 @@ checkpoint with the best dev ACER (or EER). The test split is never read.
 
 Runs on one process, or on several under ``torchrun`` (DDP; NCCL on GPU, gloo on
 CPU). ``data.batch_size`` is the *global* batch, split evenly over processes, so
-a recipe means the same optimisation on 1 or 8 devices. Every epoch ends with an
+a recipe keeps its batch size on 1 or 8 devices (exactly the same optimisation for
+models without BatchNorm; BatchNorm statistics are per process). Every epoch ends with an
 atomic ``checkpoints/last.pt`` holding model, optimiser, scheduler, AMP scaler,
 epoch, step and RNG state: ``resume=True`` continues bit-for-bit.
 """
@@ -35,15 +36,19 @@ from fasdistill import __version__
 from fasdistill.config import RunConfig, dump_recipe
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD, CropDataset, CropIndex, read_crop_index
 from fasdistill.engine import distributed as dist_utils
-from fasdistill.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fasdistill.engine.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from fasdistill.errors import FasDistillError, InputError
 from fasdistill.metrics import EvalOptions, ScoreSet, evaluate
-from fasdistill.models import FASModel, build_model
+from fasdistill.models import FASModel, bonafide_score, build_model
 from fasdistill.models.heads import fourier_target, pixel_map_target
 from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
-
-CHECKPOINT_FORMAT = "fasdistill-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 class NonFiniteLossError(FasDistillError):
@@ -138,13 +143,13 @@ def _loss(
     weights = config.train.aux_weights
     if "pixel" in outputs:
         target = pixel_map_target(labels == 0, outputs["pixel"])
-        loss = loss + weights.get("pixel", 0.0) * F.binary_cross_entropy_with_logits(
+        loss = loss + weights.pixel * F.binary_cross_entropy_with_logits(
             outputs["pixel"].float(), target
         )
     if "fourier" in outputs:
         size = outputs["fourier"].shape[-1]
         target = fourier_target(images.float(), size)
-        loss = loss + weights.get("fourier", 0.0) * F.mse_loss(outputs["fourier"].float(), target)
+        loss = loss + weights.fourier * F.mse_loss(outputs["fourier"].float(), target)
     return loss
 
 
@@ -166,8 +171,8 @@ def score_split(
     )
     scores = np.empty(len(dataset))
     for images, _, rows in loader:
-        probs = torch.softmax(model(images.to(device, non_blocking=True)).float(), dim=1)
-        scores[rows.numpy()] = probs[:, 0].cpu().numpy()
+        logits = model(images.to(device, non_blocking=True))
+        scores[rows.numpy()] = bonafide_score(logits).cpu().numpy()
     rows = dataset.rows
     return ScoreSet.from_arrays(
         scores,
@@ -582,6 +587,8 @@ def _save_deployable(
                 "std": list(STD),
                 "threshold": best["threshold"],
                 "threshold_criterion": "eer on dev",
+                # The threshold applies to scores at this level (video = mean of frame scores).
+                "threshold_level": config.data.level,
                 "dev": best["dev"],
                 "epoch": best["epoch"],
                 "select_metric": config.train.select_metric,

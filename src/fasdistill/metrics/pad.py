@@ -19,6 +19,8 @@ candidate thresholds, so a million scores take a fraction of a second.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -46,9 +48,9 @@ class ErrorCurve:
     apcer_pooled: np.ndarray
     pai_names: tuple[str, ...]
 
-    @property
+    @functools.cached_property
     def apcer(self) -> np.ndarray:
-        """ISO APCER: the worst species at each threshold."""
+        """ISO APCER: the worst species at each threshold (computed once)."""
         return self.apcer_per_pai.max(axis=0)
 
 
@@ -220,6 +222,8 @@ class Criterion:
         except ValueError:
             raise InputError(f"criterion {text!r}: {number!r} is not a number") from None
         if kind == "fixed":
+            if not math.isfinite(value):
+                raise InputError(f"criterion {text!r}: a fixed threshold must be a finite number")
             if percent:
                 raise InputError(
                     f"criterion {text!r}: a fixed threshold is a score, not a percentage"

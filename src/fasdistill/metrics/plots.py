@@ -213,10 +213,10 @@ def histogram_png(evaluation: Evaluation) -> bytes:
     return _png(fig)
 
 
+FIGURE_NAMES = ("det.png", "roc.png", "histograms.png")
+
+
 def render_all(evaluation: Evaluation) -> dict[str, bytes]:
     """Every figure as ``{file name: PNG bytes}``."""
-    return {
-        "det.png": det_png(evaluation),
-        "roc.png": roc_png(evaluation),
-        "histograms.png": histogram_png(evaluation),
-    }
+    renderers = (det_png, roc_png, histogram_png)
+    return {name: render(evaluation) for name, render in zip(FIGURE_NAMES, renderers, strict=True)}

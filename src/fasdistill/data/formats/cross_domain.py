@@ -97,11 +97,11 @@ class CrossDomain(DatasetAdapter):
         self._adapters: dict[str, DatasetAdapter] = {}
         self._origin: dict[str, Sample] = {}
 
-    @property
     def data_roots(self) -> list[Path]:
         """Every source dataset's root."""
         return [Path(p) for p in self.roots.values()]
 
+    @property
     def skipped(self) -> list[str]:
         """Files the source adapters ignored, as ``<dataset>/<path relative to its root>``."""
         return [

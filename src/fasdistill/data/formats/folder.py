@@ -20,6 +20,7 @@ adding or removing one never moves another.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import zlib
 from pathlib import Path
@@ -234,6 +235,8 @@ def read_box_file(path: Path, video: bool) -> dict[int, Box]:
             values = [float(v) for v in fields]
         except ValueError:
             values = []
+        if not all(math.isfinite(v) for v in values):
+            values = []  # nan/inf: reported as malformed below
         frame = int(values[0]) if video and values else 0
         if (
             len(values) != width
