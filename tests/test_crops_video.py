@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -98,3 +99,44 @@ def test_truncated_video_reports_missing_frames(tmp_path: Path) -> None:
         return  # some builds refuse to open a cut container at all: also a clean failure
     assert len(frames) + len(missing) == 10
     assert missing, "half a file cannot deliver the last frames"
+
+
+def write_rotated_mp4(path: Path, width: int = 64, height: int = 32) -> None:
+    """An MP4 whose track header says 'display rotated by 90 degrees', as phones write them.
+
+    OpenCV cannot write rotation metadata, so the identity matrix of the track
+    header box (tkhd) is replaced by a 90-degree rotation after writing.
+    """
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for _ in range(3):
+        frame = np.zeros((height, width, 3), np.uint8)
+        frame[:, : width // 2] = 255  # left half white
+        writer.write(frame)
+    writer.release()
+    data = bytearray(path.read_bytes())
+    tkhd = data.find(b"tkhd")
+    # version/flags, creation, modification, track id, reserved, duration, 8 reserved,
+    # layer, alternate group, volume, reserved: then the 3x3 matrix (version-0 box).
+    matrix_at = tkhd + 4 + 4 * 6 + 8 + 2 * 4
+    identity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
+    assert data[matrix_at : matrix_at + 36] == identity
+    data[matrix_at : matrix_at + 36] = struct.pack(
+        ">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000
+    )
+    path.write_bytes(bytes(data))
+
+
+def test_rotation_metadata_is_honoured(tmp_path: Path) -> None:
+    path = tmp_path / "phone.mp4"
+    write_rotated_mp4(path)
+    plain = cv2.VideoCapture(str(path))
+    plain.set(cv2.CAP_PROP_ORIENTATION_AUTO, 0)
+    ok, stored = plain.read()
+    plain.release()
+    assert ok and stored.shape[:2] == (32, 64)  # as stored: landscape
+    frames, missing = read_frames(path, count=2)
+    assert not missing
+    upright = frames[0][1]
+    assert upright.shape[:2] == (64, 32)  # as displayed: portrait
+    # The white left half is now on top: rows, not columns, carry the split.
+    assert upright[:16].mean() > 200 and upright[-16:].mean() < 50
