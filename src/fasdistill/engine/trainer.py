@@ -398,9 +398,7 @@ def _fit(
                 last_path,
             )
             train_seconds = time.perf_counter() - epoch_start
-            train_loss = float(
-                dist_utils.all_reduce_sum(info, torch.tensor([loss_sum], device=device)).item()
-            ) / max(1, seen)
+            train_loss = loss_sum / max(1, seen)
 
             # Model selection on dev only (rank 0 scores; the decision is broadcast).
             record: dict[str, Any] = {}
@@ -486,7 +484,7 @@ def _train_epoch(
     task: Any,
     last_path: Path,
 ) -> tuple[int, float, int]:
-    """One pass over the training shard; returns (images seen by all ranks, loss sum, step)."""
+    """One pass over the training shard; returns (images seen on all ranks, loss sum, step)."""
     config, info, device = step.config, step.info, step.device
     step.net.train()
     start, seen, loss_sum = time.perf_counter(), 0, 0.0
@@ -497,8 +495,18 @@ def _train_epoch(
             device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None
         ):
             loss = _loss(step.net(images), images, labels, config)
-        finite = dist_utils.all_reduce_sum(info, torch.isfinite(loss).float().reshape(1))
-        if finite.item() < info.world_size:  # every rank stops together
+        # One collective and one host sync per step: the global loss sum, the global
+        # batch size and how many ranks have a finite loss (so every rank stops together).
+        batch = float(images.shape[0])
+        stats = torch.stack(
+            [
+                loss.detach().float() * batch,
+                torch.tensor(batch, device=device),
+                torch.isfinite(loss.detach()).float(),
+            ]
+        )
+        global_loss, global_batch, finite = dist_utils.all_reduce_sum(info, stats).tolist()
+        if finite < info.world_size:
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {global_step + 1}; "
                 f"stopped. The last good checkpoint is {last_path}"
@@ -513,9 +521,9 @@ def _train_epoch(
         step.scaler.update()
         step.scheduler.step()
         global_step += 1
-        seen += images.shape[0] * info.world_size
-        loss_value = float(loss.detach())
-        loss_sum += loss_value * images.shape[0]
+        seen += int(global_batch)
+        loss_value = global_loss / global_batch  # mean over the global batch
+        loss_sum += global_loss
         rate = seen / max(time.perf_counter() - start, 1e-9)
         if global_step % config.train.log_every == 0:
             logger.record(
