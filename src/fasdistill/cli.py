@@ -170,6 +170,31 @@ def _run_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- shared
+
+
+def _progress_bar(console: Any) -> Any:
+    """The bar of the long stages: description, bar, done/total, time left."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    columns = (
+        Progress.get_default_columns()[0],
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, console=console)
+
+
+def _workers(requested: int | None) -> int:
+    """--workers as given (>= 1), or every usable core."""
+    from fasdistill.utils.workers import default_workers
+
+    if requested is not None and requested < 1:
+        raise InputError(f"--workers must be >= 1, got {requested}")
+    return requested or default_workers()
+
+
 # ---------------------------------------------------------------------------- synth
 
 
@@ -221,7 +246,6 @@ def _split_names(text: str) -> tuple[str, ...]:
 
 def _run_synth(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from fasdistill.data.synth import SynthConfig, generate
     from fasdistill.data.synth.preview import contact_sheet
@@ -239,26 +263,19 @@ def _run_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     config.validate()
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    workers = _workers(args.workers)
     console = Console()
     if args.preview is not None:
         contact_sheet(config, args.preview)
         console.print(f"wrote {args.preview}")
     if args.out is not None:
-        columns = (
-            *Progress.get_default_columns()[:1],
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, console=console, transient=False) as bar:
+        with _progress_bar(console) as bar:
             task = bar.add_task("rendering", total=None)
 
             def report(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            samples = generate(args.out, config, workers=args.workers, progress=report)
+            samples = generate(args.out, config, workers=workers, progress=report)
         console.print(f"wrote {samples} and {args.out / 'protocols'}")
     return 0
 
@@ -307,11 +324,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
     from rich.table import Table
 
     from fasdistill.data.prepare import PrepareConfig, prepare
-    from fasdistill.utils.workers import default_workers
 
     try:
         scales = tuple(float(s) for s in args.scale.split(",") if s.strip())
@@ -331,17 +346,9 @@ def _run_prepare(args: argparse.Namespace) -> int:
         scales=scales,
         size=args.size,
     )
-    if args.workers is not None and args.workers < 1:
-        raise InputError(f"--workers must be >= 1, got {args.workers}")
-    workers = args.workers or default_workers()
+    workers = _workers(args.workers)
     console = Console()
-    columns = (
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
+    with _progress_bar(console) as bar:
         task = bar.add_task("samples", total=None)
 
         def report(done: int, total: int, frames_done: int) -> None:

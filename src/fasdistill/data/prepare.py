@@ -387,7 +387,7 @@ def _summary(
     for r in rows:
         if r["status"] == "ok":
             ok_by_split.setdefault(r["split"], Counter())[r["pai"] or "bonafide"] += 1
-    skipped = list(getattr(adapter, "skipped", []))
+    skipped = list(adapter.skipped)
     return {
         "samples": len(samples),
         "rows": len(rows),

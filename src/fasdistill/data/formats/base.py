@@ -106,6 +106,9 @@ class DatasetAdapter(abc.ABC):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        # Files under the root that follow none of the dataset's naming rules, relative
+        # to the root; filled by samples() so preparation can report them.
+        self.skipped: list[str] = []
         if not self.root.is_dir():
             raise InputError(f"{self.name}: dataset root {self.root} is not a directory")
 

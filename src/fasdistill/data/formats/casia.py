@@ -13,7 +13,6 @@ normal quality, ``HR_*`` high quality (Zhang et al., ICB 2012).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import ClassVar
 
 from fasdistill.data.formats.base import DatasetAdapter, Sample, carve_dev, list_files, split_ext
@@ -54,10 +53,6 @@ class CasiaFASD(DatasetAdapter):
     protocols: ClassVar[tuple[str, ...]] = ("overall", *QUALITIES, *_ATTACKS)
     default_protocol: ClassVar[str] = "overall"
     description: ClassVar[str] = "CASIA-FASD (50 subjects, 3 qualities, warped/cut/video attacks)"
-
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
-        self.skipped: list[str] = []
 
     def samples(self) -> list[Sample]:
         """Every ``<release>/<n>/<name>.avi`` (other files go to ``skipped``)."""

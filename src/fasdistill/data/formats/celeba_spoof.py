@@ -65,7 +65,6 @@ class CelebASpoof(DatasetAdapter):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__(root)
-        self.skipped: list[str] = []
         self._parts: dict[str, list[Sample]] | None = None
 
     def samples(self) -> list[Sample]:

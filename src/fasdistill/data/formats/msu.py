@@ -58,10 +58,6 @@ class MsuMFSD(DatasetAdapter):
     default_protocol: ClassVar[str] = "grandtest"
     description: ClassVar[str] = "MSU-MFSD (35 clients, laptop and Android captures)"
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
-        self.skipped: list[str] = []
-
     def samples(self) -> list[Sample]:
         """Every named video of ``real/`` and ``attack/`` (other files go to ``skipped``)."""
         found: list[Sample] = []

@@ -115,10 +115,6 @@ class OuluNPU(DatasetAdapter):
     default_protocol: ClassVar[str] = "1"
     description: ClassVar[str] = "OULU-NPU (6 phones, 3 sessions, print and replay attacks)"
 
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
-        self.skipped: list[str] = []
-
     def samples(self) -> list[Sample]:
         """Every ``P_S_UU_F.avi`` of the three split folders (other files go to ``skipped``)."""
         return [video.sample() for video in self._scan()]

@@ -15,7 +15,6 @@ the attacks (Chingovska et al., BIOSIG 2012).
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import ClassVar
 
 from fasdistill.data.formats.base import Box, DatasetAdapter, Sample, list_files, split_ext
@@ -47,10 +46,6 @@ class ReplayAttack(DatasetAdapter):
     protocols: ClassVar[tuple[str, ...]] = ("grandtest", *SPECIES, *SUPPORTS)
     default_protocol: ClassVar[str] = "grandtest"
     description: ClassVar[str] = "Idiap Replay-Attack (50 clients, print/mobile/highdef attacks)"
-
-    def __init__(self, root: str | Path) -> None:
-        super().__init__(root)
-        self.skipped: list[str] = []
 
     def samples(self) -> list[Sample]:
         """Every real and attack ``.mov`` of train/devel/test (other files go to ``skipped``)."""

@@ -66,7 +66,6 @@ class SiW(DatasetAdapter):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__(root)
-        self.skipped: list[str] = []
         self._samples: list[Sample] | None = None
 
     def samples(self) -> list[Sample]:

@@ -56,7 +56,6 @@ class SynthSpoofDataset(DatasetAdapter):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__(root)
         self.protocols = self._discover_protocols()  # per instance: what this set holds
-        self.skipped: list[str] = []
         self._samples: list[Sample] | None = None
         self._boxes: dict[str, str] = {}
 
