@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fasdistill.config import load_recipe
-from fasdistill.engine.trainer import _loss, _TrainView
+from fasdistill.engine.objective import TrainView, supervised_terms
 from fasdistill.models import build_model, model_specs
 from fasdistill.utils.workers import default_workers
 
 
 def step_time(name: str, batch: int, repeats: int, aux: tuple[str, ...]) -> tuple[int, float]:
     model = build_model(name, num_classes=3, aux=aux)
-    view = _TrainView(model).train()
+    view = TrainView(model).train()
     size = model.input_size
     config = load_recipe(None, [f"model.name={name}"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -35,7 +35,7 @@ def step_time(name: str, batch: int, repeats: int, aux: tuple[str, ...]) -> tupl
     times = []
     for i in range(repeats + 2):
         start = time.perf_counter()
-        loss = _loss(view(images), images, labels, config)
+        loss = sum(supervised_terms(view(images), images, labels, config).values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -18,8 +18,9 @@ import torch
 from fasdistill.cli import main
 from fasdistill.config import RunConfig, load_recipe
 from fasdistill.data.prepare import INDEX_COLUMNS
-from fasdistill.engine import trainer as trainer_module
 from fasdistill.engine.checkpoint import load_checkpoint
+from fasdistill.engine.objective import Supervised
+from fasdistill.engine.rundir import RunLogger
 from fasdistill.engine.trainer import NonFiniteLossError, lr_factor, train
 from fasdistill.errors import InputError
 from fasdistill.models import build_model
@@ -95,7 +96,12 @@ def test_learns_a_separable_set_and_records_the_run(toy_index: Path, tmp_path: P
     assert meta["versions"]["torch"] == torch.__version__ and meta["git_commit"]
     assert load_recipe(run / "config.yaml") == config
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert {r["type"] for r in records} == {"step", "epoch"}
+    assert {r["type"] for r in records} == {"budget", "step", "epoch"}
+    budget = next(r for r in records if r["type"] == "budget")
+    assert (budget["epochs"], budget["steps_per_epoch"], budget["steps"]) == (4, 3, 12)
+    steps = [r for r in records if r["type"] == "step"]
+    assert all(set(r["terms"]) == {"ce"} for r in steps)
+    assert all(r["loss"] == pytest.approx(r["terms"]["ce"]) for r in steps)
     assert [r["step"] for r in records if r["type"] == "epoch"] == [1, 2, 3, 4]
     assert list((run / "tb").glob("events.out.tfevents.*"))
     best = load_checkpoint(run / "checkpoints" / "best.pt")
@@ -116,17 +122,17 @@ def test_resume_continues_bit_for_bit(
     class Interrupt(Exception):
         pass
 
-    original = trainer_module._Logger.record
+    original = RunLogger.record
 
-    def record(self: trainer_module._Logger, kind: str, step: int, values: dict) -> None:
+    def record(self: RunLogger, kind: str, step: int, values: dict) -> None:
         if kind == "step" and values["epoch"] == 3:
             raise Interrupt  # killed during epoch 3: last.pt holds epoch 2
         original(self, kind, step, values)
 
-    monkeypatch.setattr(trainer_module._Logger, "record", record)
+    monkeypatch.setattr(RunLogger, "record", record)
     with pytest.raises(Interrupt):
         train(config, toy_index, tmp_path / "split", show_progress=False)
-    monkeypatch.setattr(trainer_module._Logger, "record", original)
+    monkeypatch.setattr(RunLogger, "record", original)
     assert load_checkpoint(tmp_path / "split" / "checkpoints" / "last.pt")["epoch"] == 2
     train(config, toy_index, tmp_path / "split", resume=True, show_progress=False)
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")
@@ -145,15 +151,15 @@ def test_selection_never_reads_the_test_split(tmp_path: Path) -> None:
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     toy_index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = trainer_module._loss
+    original = Supervised.losses
     calls = {"n": 0}
 
-    def loss(*args: object) -> torch.Tensor:
+    def losses(self: Supervised, *args: object) -> dict[str, torch.Tensor]:
         calls["n"] += 1
-        value = original(*args)  # type: ignore[arg-type]
-        return value * float("nan") if calls["n"] == 5 else value
+        terms = original(self, *args)  # type: ignore[arg-type]
+        return {k: v * float("nan") for k, v in terms.items()} if calls["n"] == 5 else terms
 
-    monkeypatch.setattr(trainer_module, "_loss", loss)
+    monkeypatch.setattr(Supervised, "losses", losses)
     config = smoke(**{"data.input_size": 16})  # 48 crops / 16 = 3 steps per epoch
     with pytest.raises(NonFiniteLossError, match="epoch 2, step 5"):
         train(config, toy_index, tmp_path / "run", show_progress=False)

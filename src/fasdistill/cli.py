@@ -8,7 +8,6 @@ printed as one line and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,14 +18,6 @@ from fasdistill import __version__
 from fasdistill.errors import FasDistillError, InputError
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -123,6 +114,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
 
     from fasdistill.metrics.evaluate import EvalOptions, evaluate
     from fasdistill.metrics.scores import read_scores
+    from fasdistill.utils.hashing import sha256_file
 
     options = EvalOptions(
         criterion=args.criterion,
@@ -141,7 +133,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
     result = evaluate(dev, test, options)
     report = result.report
     inputs = {"dev": args.dev} | ({"test": args.test} if args.test is not None else {})
-    report["inputs"] = {k: {"path": str(v), "sha256": _sha256(v)} for k, v in inputs.items()}
+    report["inputs"] = {k: {"path": str(v), "sha256": sha256_file(v)} for k, v in inputs.items()}
     console = Console()
     console.print(_metrics_table(report))
     for warning in report["warnings"]:
@@ -435,6 +427,11 @@ def _run_train(args: argparse.Namespace) -> int:
     from fasdistill.engine.trainer import train
 
     config = load_recipe(args.recipe, args.overrides)
+    if args.stage == "distill":
+        if config.distill is None:
+            raise InputError(f"{args.recipe}: no distill: section (see recipes/distill_kd.yaml)")
+        if args.teacher is not None:  # the first teacher's file; its stated preprocessing stays
+            config.distill.teacher[0].path = args.teacher
     run_dir = args.out or Path("runs") / config.name
     result = train(
         config, args.data, run_dir, resume=args.resume, show_progress=not args.no_progress
@@ -446,6 +443,24 @@ def _run_train(args: argparse.Namespace) -> int:
             f"checkpoints in {run_dir / 'checkpoints'}"
         )
     return 0
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="distil a frozen teacher into a student (KD, DKD, DIST, FitNets, AT, RKD, ...)",
+        description="Train a student with the recipe's distill: terms from a frozen teacher "
+        "(a fasdistill best.pt, or an ONNX model with its preprocessing in the recipe). Same "
+        "loop as `train`: dev-only selection, torchrun DDP, AMP, bit-exact --resume.",
+    )
+    p.add_argument("--recipe", required=True, type=Path, help="YAML recipe with a distill: section")
+    p.add_argument("--teacher", help="teacher best.pt or .onnx (overrides distill.teacher)")
+    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
+    p.set_defaults(handler=_run_train, stage="distill")
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -463,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(sub)
     _add_models(sub)
     _add_train(sub)
+    _add_distill(sub)
     _add_metrics(sub)
     return parser
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fasdistill.errors import InputError
 
@@ -85,6 +92,205 @@ class TrainConfig(_Section):
     aux_weights: AuxWeights = Field(default_factory=AuxWeights)
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
     log_every: int = Field(10, ge=1)  # steps between JSONL step records
+    # A budget that means the same on any dataset size: epochs are raised until the
+    # run makes at least this many optimiser steps (None: exactly ``epochs``).
+    min_steps: int | None = Field(None, ge=1)
+
+
+# ---------------------------------------------------------------------------- distillation
+
+
+class TeacherSpec(_Section):
+    """A frozen teacher: a fasdistill ``best.pt``, or a third-party ONNX model.
+
+    A checkpoint of ours carries its own preprocessing. An ONNX model's must be
+    stated: its input side, colour order, mean/std (on pixels scaled to [0, 1]), the
+    crop scale it was trained on, and what its output means: class ``logits``, a live
+    ``probability``, or a pixel/depth ``map`` whose mean is the live score.
+    """
+
+    path: str
+    bn_train: bool = False  # BatchNorm in train mode (ours only; default: eval, frozen)
+    input_size: int | None = Field(None, ge=8, le=2048)
+    colour_order: Literal["RGB", "BGR"] = "RGB"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    crop_scale: float | None = Field(None, gt=0.0)
+    output: Literal["logits", "probability", "map"] = "logits"
+    output_name: str | None = None  # which ONNX output (default: the first)
+    live_index: int = Field(0, ge=0)  # class index of bona fide in logits/probabilities
+    classes: list[str] | None = None  # logits: class names (bonafide first after reorder)
+
+    @field_validator("std")
+    @classmethod
+    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError("every std must be > 0")
+        return value
+
+
+class _Term(_Section):
+    weight: float = Field(1.0, ge=0.0)
+    warmup_epochs: float = Field(0.0, ge=0.0)  # weight ramps linearly from 0 over these
+
+
+class KDTerm(_Term):
+    """Hinton KD: T^2 KL(softmax(z_t/T) || softmax(z_s/T))."""
+
+    kind: Literal["kd"]
+    temperature: float = Field(4.0, gt=0.0)
+
+
+class KDStandardizedTerm(_Term):
+    """KD on z-scored logits (logit standardisation, Sun et al. 2024)."""
+
+    kind: Literal["kd_std"]
+    temperature: float = Field(2.0, gt=0.0)
+
+
+class DKDTerm(_Term):
+    """Decoupled KD: alpha TCKD + beta NCKD (Zhao et al. 2022)."""
+
+    kind: Literal["dkd"]
+    alpha: float = Field(1.0, ge=0.0)
+    beta: float = Field(8.0, ge=0.0)
+    temperature: float = Field(4.0, gt=0.0)
+
+
+class DISTTerm(_Term):
+    """DIST: inter- and intra-class correlation (Huang et al. 2022)."""
+
+    kind: Literal["dist"]
+    beta: float = Field(1.0, ge=0.0)
+    gamma: float = Field(1.0, ge=0.0)
+    temperature: float = Field(1.0, gt=0.0)
+
+
+class MultiTeacherTerm(_Term):
+    """KD from every listed teacher, fixed or confidence-adaptive weights."""
+
+    kind: Literal["multi_teacher"]
+    temperature: float = Field(4.0, gt=0.0)
+    weights: list[float] | None = None  # one per teacher; None: uniform
+    adaptive: bool = False
+
+
+class PixelTerm(_Term):
+    """The student's auxiliary pixel map regresses the teacher's bona fide map."""
+
+    kind: Literal["pixel"]
+
+
+class _FeatureTerm(_Term):
+    """Terms on intermediate features, captured by hooks on modules named by path."""
+
+    student: str = "backbone"  # module path in the student (``backbone`` = final map)
+    teacher: str = "backbone"  # module path in the teacher
+    student_call: int = -1  # which call, for modules that run more than once per forward
+    teacher_call: int = -1
+
+
+class FitNetTerm(_FeatureTerm):
+    """FitNets hint: MSE(adapter(f_s), f_t) with a learned 1x1 conv + BN adapter."""
+
+    kind: Literal["fitnet"]
+
+
+class ATTerm(_FeatureTerm):
+    """Attention transfer (Zagoruyko & Komodakis 2017)."""
+
+    kind: Literal["at"]
+    p: float = Field(2.0, gt=0.0)
+
+
+class RKDTerm(_FeatureTerm):
+    """Relational KD: distance + angle (Park et al. 2019)."""
+
+    kind: Literal["rkd"]
+    distance_weight: float = Field(25.0, ge=0.0)
+    angle_weight: float = Field(50.0, ge=0.0)
+
+
+class PKTTerm(_FeatureTerm):
+    """Probabilistic knowledge transfer (Passalis & Tefas 2018)."""
+
+    kind: Literal["pkt"]
+
+
+class SPTerm(_FeatureTerm):
+    """Similarity-preserving KD (Tung & Mori 2019)."""
+
+    kind: Literal["sp"]
+
+
+class OneClassTerm(_FeatureTerm):
+    """One-class KD: bona fide features of the student match the teacher's (Li et al. 2022)."""
+
+    kind: Literal["one_class"]
+
+
+DistillTerm = Annotated[
+    KDTerm
+    | KDStandardizedTerm
+    | DKDTerm
+    | DISTTerm
+    | MultiTeacherTerm
+    | PixelTerm
+    | FitNetTerm
+    | ATTerm
+    | RKDTerm
+    | PKTTerm
+    | SPTerm
+    | OneClassTerm,
+    Field(discriminator="kind"),
+]
+FEATURE_KINDS = ("fitnet", "at", "rkd", "pkt", "sp", "one_class")
+OUTPUT_KINDS = ("kd", "kd_std", "dkd", "dist", "multi_teacher", "pixel")
+
+
+class DistillConfig(_Section):
+    """Distillation: the frozen teacher(s), the supervised weight and the KD terms.
+
+    ``teacher`` is a path, a mapping (for ONNX teachers' preprocessing) or a list of
+    them; single-teacher terms use the first, ``multi_teacher`` uses all.
+    """
+
+    teacher: list[TeacherSpec]
+    ce_weight: float = Field(1.0, ge=0.0)  # weight of the supervised terms (alpha of Hinton KD)
+    cache: bool = False  # cache teacher outputs per crop and view (output-level terms only)
+    terms: list[DistillTerm] = Field(min_length=1)
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _teacher_list(cls, value: Any) -> Any:
+        if isinstance(value, (str, os.PathLike)):
+            return [{"path": str(value)}]
+        if isinstance(value, dict):
+            return [value]
+        if isinstance(value, list):
+            return [{"path": str(v)} if isinstance(v, (str, os.PathLike)) else v for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _check_terms(self) -> DistillConfig:
+        if not self.teacher:
+            raise ValueError("teacher: give at least one teacher")
+        for i, term in enumerate(self.terms):
+            if isinstance(term, MultiTeacherTerm) and term.weights is not None and term.adaptive:
+                raise ValueError(
+                    f"terms[{i}] (multi_teacher): give fixed weights or adaptive: true, not both"
+                )
+            if isinstance(term, MultiTeacherTerm) and term.weights is not None:
+                if len(term.weights) != len(self.teacher):
+                    raise ValueError(
+                        f"terms[{i}] (multi_teacher): {len(term.weights)} weights for "
+                        f"{len(self.teacher)} teachers"
+                    )
+                if min(term.weights) < 0 or sum(term.weights) <= 0:
+                    raise ValueError(
+                        f"terms[{i}] (multi_teacher): weights must be >= 0, not all zero"
+                    )
+        return self
 
 
 class RunConfig(_Section):
@@ -96,6 +302,7 @@ class RunConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    distill: DistillConfig | None = None  # present: distil from a frozen teacher
 
     @model_validator(mode="after")
     def _aux_heads_have_weight(self) -> RunConfig:
@@ -176,4 +383,7 @@ def load_recipe(
 
 def dump_recipe(config: RunConfig) -> str:
     """The resolved recipe as YAML (written into every run directory)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    data = config.model_dump(mode="json")
+    if data["distill"] is None:  # supervised recipes read as they always did
+        del data["distill"]
+    return yaml.safe_dump(data, sort_keys=False)

@@ -95,8 +95,12 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> np.ndarray:
-    """Random square crop, flip, optional mild colour jitter and blur (uint8 RGB in/out)."""
+def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.ndarray, int]:
+    """Random square crop, flip, optional mild colour jitter and blur (uint8 RGB in/out).
+
+    Also returns the view: 0 (the plain resized crop) or 1 (its mirror image) when
+    the augmentation is at most a flip, else -1. Cached teacher outputs key on it.
+    """
     h, w = image.shape[:2]
     lo, hi = augment.resized_crop
     area = lo + (hi - lo) * float(torch.rand(()))
@@ -104,8 +108,10 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> np.ndarray
     top = int(torch.randint(0, h - side + 1, ()))
     left = int(torch.randint(0, w - side + 1, ()))
     image = image[top : top + side, left : left + side]
-    if augment.flip and float(torch.rand(())) < 0.5:
+    flipped = augment.flip and float(torch.rand(())) < 0.5
+    if flipped:
         image = image[:, ::-1]
+    view = int(flipped) if is_view_only(augment) and side == h == w else -1
     image = _resize(np.ascontiguousarray(image), size)
     if augment.colour_jitter > 0:
         j = augment.colour_jitter
@@ -115,7 +121,12 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> np.ndarray
         image = image.astype(np.uint8)
     if augment.blur > 0 and float(torch.rand(())) < augment.blur:
         image = cv2.GaussianBlur(image, (0, 0), 0.5 + 0.5 * float(torch.rand(())))
-    return image
+    return image, view
+
+
+def is_view_only(augment: AugmentConfig) -> bool:
+    """True when augmentation at most mirrors the crop (two views per crop, cacheable)."""
+    return augment.resized_crop == (1.0, 1.0) and augment.colour_jitter == 0 and augment.blur == 0
 
 
 def to_tensor(image_rgb: np.ndarray) -> torch.Tensor:
@@ -127,7 +138,11 @@ def to_tensor(image_rgb: np.ndarray) -> torch.Tensor:
 
 
 class CropDataset(Dataset):
-    """Crops of one split: (image tensor, class label, row number)."""
+    """Crops of one split: (image tensor, class label, row number, view).
+
+    ``view`` is 0 for the plain crop, 1 for its mirror image, -1 for any other
+    augmentation (see :func:`_augment`).
+    """
 
     def __init__(
         self,
@@ -138,6 +153,7 @@ class CropDataset(Dataset):
         augment: AugmentConfig | None = None,
     ) -> None:
         self.index = index
+        self.split = split
         self.rows = index.split(split)
         self.input_size = input_size
         self.train = train
@@ -149,7 +165,7 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
         row = self.rows[i]
         path = self.index.root / row["crop_path"]
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -158,8 +174,9 @@ class CropDataset(Dataset):
                 f"{path}: cannot read crop (listed in {self.index.root / 'index.csv'})"
             )
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        view = 0
         if self.train:
-            image = _augment(image, self.input_size, self.augment)
+            image, view = _augment(image, self.input_size, self.augment)
         elif image.shape[0] != self.input_size or image.shape[1] != self.input_size:
             image = _resize(image, self.input_size)
-        return to_tensor(image), self.labels[i], i
+        return to_tensor(image), self.labels[i], i, view

@@ -16,7 +16,11 @@ from typing import Any
 
 import torch
 
+from fasdistill.config import RunConfig, dump_recipe
+from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD, CropIndex
+from fasdistill.engine.provenance import versions
 from fasdistill.errors import InputError
+from fasdistill.models import FASModel
 from fasdistill.utils.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "fasdistill-checkpoint"
@@ -65,3 +69,48 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_deployable(
+    path: Path,
+    model: FASModel,
+    config: RunConfig,
+    index: CropIndex,
+    input_size: int,
+    best: dict[str, Any],
+) -> None:
+    """The deployable model plus everything prediction needs to use it.
+
+    ``model`` holds backbone + head only (what is exported and counted); the
+    training-only aux heads go under ``aux`` so the model can teach pixel-map
+    distillation later, but they are never part of the deployable weights.
+    """
+    save_checkpoint(
+        path,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model": model.deployable().state_dict(),
+            "aux": model.aux.state_dict(),
+            "meta": {
+                "model": config.model.name,
+                "role": model.role,
+                "aux": list(model.aux.keys()),
+                "classes": list(index.classes),
+                "input_size": input_size,
+                "crop_scale": index.scale,
+                "colour_order": COLOUR_ORDER,
+                "mean": list(MEAN),
+                "std": list(STD),
+                "threshold": best["threshold"],
+                "threshold_criterion": "eer on dev",
+                # The threshold applies to scores at this level (video = mean of frame scores).
+                "threshold_level": config.data.level,
+                "dev": best["dev"],
+                "epoch": best["epoch"],
+                "select_metric": config.train.select_metric,
+                "recipe": dump_recipe(config),
+                "versions": versions(),
+            },
+        },
+    )

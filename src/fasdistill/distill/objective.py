@@ -1,0 +1,354 @@
+"""The distillation objective: the supervised terms plus KD terms from frozen teachers.
+
+``Distilled.module`` is the student plus its training-only adapters: its forward
+runs the student's training path, reads the student's tapped features and
+passes them through the adapters, so DDP sees (and all-reduces) every trainable
+parameter. The teachers run inside :meth:`Distilled.losses`, under ``no_grad``,
+outside DDP and outside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fasdistill.config import (
+    FEATURE_KINDS,
+    ATTerm,
+    DISTTerm,
+    DKDTerm,
+    FitNetTerm,
+    KDStandardizedTerm,
+    KDTerm,
+    MultiTeacherTerm,
+    OneClassTerm,
+    PixelTerm,
+    PKTTerm,
+    RKDTerm,
+    RunConfig,
+    SPTerm,
+)
+from fasdistill.data.loader import CropDataset, CropIndex, is_view_only
+from fasdistill.distill import losses as L
+from fasdistill.distill.adapters import make_adapter
+from fasdistill.distill.taps import FeatureTaps
+from fasdistill.distill.teacher import Teacher, load_teacher
+from fasdistill.engine.objective import Batch, Objective, supervised_terms
+from fasdistill.errors import InputError
+from fasdistill.models import FASModel
+
+ADAPTED = (FitNetTerm, OneClassTerm)
+
+
+def binary(logits: Tensor) -> Tensor:
+    """(N, C) logits over bona fide + species -> (N, 2) bona fide vs any attack."""
+    if logits.shape[1] == 2:
+        return logits
+    return torch.stack([logits[:, 0], torch.logsumexp(logits[:, 1:], dim=1)], dim=1)
+
+
+SUPERVISED_TERMS = ("ce", "pixel", "fourier")
+
+
+def term_names(terms: list[Any]) -> list[str]:
+    """Each term's log name: its kind (``pixel_kd`` beside the supervised ``pixel``),
+    numbered when a kind appears more than once."""
+    kinds = [f"{t.kind}_kd" if t.kind in SUPERVISED_TERMS else t.kind for t in terms]
+    return [
+        f"{k}{sum(1 for x in kinds[:i] if x == k) + 1}" if kinds.count(k) > 1 else k
+        for i, k in enumerate(kinds)
+    ]
+
+
+class DistillModule(nn.Module):
+    """Student + adapters: ``forward`` returns the student's training outputs and, per
+    feature term, its (adapted) tapped feature under ``feature:<term>``."""
+
+    def __init__(
+        self,
+        student: FASModel,
+        taps: FeatureTaps,
+        wanted: dict[str, tuple[str, int]],
+        adapters: dict[str, nn.Module],
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.adapters = nn.ModuleDict(adapters)
+        self._taps = taps
+        self._wanted = wanted  # term name -> (student module path, call)
+
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        self._taps.clear()
+        out = dict(self.student.forward_train(images))
+        for name, (path, call) in self._wanted.items():
+            feature = self._taps.get(name, path, call)
+            if name in self.adapters:
+                feature = self.adapters[name](feature)
+            out[f"feature:{name}"] = feature
+        self._taps.clear()
+        return out
+
+
+class Distilled(Objective):
+    """Supervised terms (scaled by ``distill.ce_weight``) plus the recipe's KD terms."""
+
+    def __init__(
+        self,
+        model: FASModel,
+        config: RunConfig,
+        index: CropIndex,
+        input_size: int,
+        device: torch.device,
+    ) -> None:
+        assert config.distill is not None
+        self.model = model
+        self.config = config
+        self.spec = config.distill
+        self.terms = list(self.spec.terms)
+        self.names = term_names(self.terms)
+        self.teachers: list[Teacher] = [
+            load_teacher(t, f"distill.teacher[{i}]", index.classes, index.scale, device)
+            for i, t in enumerate(self.spec.teacher)
+        ]
+        self._check_terms(index.classes)
+        # Teachers with only bona fide vs attack outputs are matched by reducing the student.
+        self.reduce = [t.classes != tuple(index.classes) for t in self.teachers]
+        feature_terms = {
+            n: t for n, t in zip(self.names, self.terms, strict=True) if t.kind in FEATURE_KINDS
+        }
+        student_taps = FeatureTaps(
+            model, [(self._where(n), t.student) for n, t in feature_terms.items()], "student"
+        )
+        self.teacher_taps = None
+        if feature_terms:
+            teacher_net = self.teachers[0].module
+            assert teacher_net is not None  # checked in _check_terms
+            self.teacher_taps = FeatureTaps(
+                teacher_net,
+                [(self._where(n), t.teacher) for n, t in feature_terms.items()],
+                "teacher",
+            )
+        adapters = self._size_adapters(model, student_taps, feature_terms, input_size, device)
+        self.module = DistillModule(
+            model,
+            student_taps,
+            {n: (t.student, t.student_call) for n, t in feature_terms.items()},
+            adapters,
+        ).to(device)
+        self.cache: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------ checks and set-up
+
+    def _where(self, name: str) -> str:
+        return f"distill term {name!r}"
+
+    def _check_terms(self, classes: tuple[str, ...]) -> None:
+        first = self.teachers[0]
+        for name, term in zip(self.names, self.terms, strict=True):
+            where = self._where(name)
+            if term.kind in FEATURE_KINDS and first.module is None:
+                raise InputError(
+                    f"{where}: {term.kind} needs the teacher's intermediate features, and "
+                    f"{first.path.name} is an ONNX model that gives only its outputs; use an "
+                    "output-level term (kd, kd_std, dkd, dist, multi_teacher, pixel)"
+                )
+            if isinstance(term, PixelTerm):
+                if "pixel" not in self.config.model.aux:
+                    raise InputError(
+                        f"{where}: pixel distillation needs the student's pixel head "
+                        "(model.aux: [pixel])"
+                    )
+                if not first.has_pixel:
+                    raise InputError(
+                        f"{where}: the teacher {first.path.name} has no pixel map (train it with "
+                        "model.aux: [pixel], or use an ONNX teacher with output: map)"
+                    )
+            if isinstance(term, DKDTerm) and len(classes) <= 2:
+                warnings.warn(
+                    f"{where}: DKD with {len(classes)} classes has no non-target part (NCKD is 0)"
+                    "; only TCKD trains. Prepare data with one class per attack species.",
+                    stacklevel=2,
+                )
+            if isinstance(term, MultiTeacherTerm) and len(self.teachers) < 2:
+                warnings.warn(f"{where}: multi_teacher with one teacher is plain KD", stacklevel=2)
+        if self.spec.cache:
+            feature = [
+                n for n, t in zip(self.names, self.terms, strict=True) if t.kind in FEATURE_KINDS
+            ]
+            if feature:
+                raise InputError(
+                    f"distill.cache: the teacher's outputs are cached, not its features; "
+                    f"{', '.join(feature)} need the teacher at every step (set cache: false)"
+                )
+            if not is_view_only(self.config.data.augment):
+                raise InputError(
+                    "distill.cache: cached teacher outputs need augmentation limited to flips "
+                    "(data.augment.resized_crop=[1.0,1.0], colour_jitter=0, blur=0)"
+                )
+
+    def _size_adapters(
+        self,
+        model: FASModel,
+        taps: FeatureTaps,
+        terms: dict[str, Any],
+        input_size: int,
+        device: torch.device,
+    ) -> dict[str, nn.Module]:
+        """Adapters sized by one dummy forward of student and teacher (eval mode, no grad)."""
+        needs = {n: t for n, t in terms.items() if isinstance(t, ADAPTED)}
+        if not needs:
+            return {}
+        dummy = torch.zeros(2, 3, input_size, input_size, device=device)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model.forward_train(dummy)
+                self.teachers[0].outputs(dummy)
+            adapters = {}
+            for name, term in needs.items():
+                s = taps.get(self._where(name), term.student, term.student_call)
+                assert self.teacher_taps is not None
+                t = self.teacher_taps.get(self._where(name), term.teacher, term.teacher_call)
+                # Channels (or width) only: maps of other sizes are pooled by the losses.
+                adapters[name] = make_adapter(tuple(s.shape), tuple(t.shape), self._where(name))
+        finally:
+            model.train(was_training)
+            taps.clear()
+            if self.teacher_taps is not None:
+                self.teacher_taps.clear()
+        return adapters
+
+    # ------------------------------------------------------------------ teacher outputs
+
+    def prepare(self, train_set: CropDataset, device: torch.device) -> None:
+        """With ``cache: true``, run every teacher once on each crop and its mirror image."""
+        if not self.spec.cache:
+            return
+        plain = CropDataset(train_set.index, train_set.split, train_set.input_size)
+        parts: dict[str, list[Tensor]] = {}
+        # A plain loop, not a DataLoader: iterating one draws from the global RNG, and
+        # a cached run must consume random numbers exactly as an uncached one does.
+        for start in range(0, len(plain), 64):
+            rows = range(start, min(start + 64, len(plain)))
+            images = torch.stack([plain[i][0] for i in rows]).to(device)
+            for k, teacher in enumerate(self.teachers):
+                for view, batch in enumerate((images, images.flip(3))):
+                    for key, value in teacher.outputs(batch).items():
+                        parts.setdefault(f"{k}:{key}:{view}", []).append(value.cpu())
+        merged = {k: torch.cat(v) for k, v in parts.items()}
+        keys = {k.rsplit(":", 1)[0] for k in merged}
+        self.cache = {
+            key: torch.stack([merged[f"{key}:0"], merged[f"{key}:1"]], dim=1).to(device)
+            for key in keys
+        }
+
+    def _teacher_outputs(self, batch: Batch) -> list[dict[str, Tensor]]:
+        if self.cache is None:
+            return [t.outputs(batch.images) for t in self.teachers]
+        if bool((batch.views < 0).any()):
+            raise InputError("distill.cache: a batch holds augmented views that are not cached")
+        rows, views = batch.rows.to(batch.images.device), batch.views.to(batch.images.device)
+        return [
+            {
+                key.split(":", 1)[1]: value[rows, views]
+                for key, value in self.cache.items()
+                if key.startswith(f"{k}:")
+            }
+            for k in range(len(self.teachers))
+        ]
+
+    # ------------------------------------------------------------------ the loss
+
+    def losses(self, out: dict[str, Tensor], batch: Batch, epoch: float) -> dict[str, Tensor]:
+        terms: dict[str, Tensor] = {}
+        if self.spec.ce_weight > 0:
+            terms = supervised_terms(
+                out, batch.images, batch.labels, self.config, scale=self.spec.ce_weight
+            )
+        if self.teacher_taps is not None:
+            self.teacher_taps.clear()
+        teacher = self._teacher_outputs(batch)
+        for name, term in zip(self.names, self.terms, strict=True):
+            ramp = min(1.0, epoch / term.warmup_epochs) if term.warmup_epochs > 0 else 1.0
+            terms[name] = term.weight * ramp * self._term(name, term, out, teacher, batch)
+        if self.teacher_taps is not None:
+            self.teacher_taps.clear()
+        return terms
+
+    def _logits(
+        self, out: dict[str, Tensor], teacher: list[dict[str, Tensor]], k: int
+    ) -> tuple[Tensor, Tensor]:
+        student = out["logits"].float()
+        return (binary(student) if self.reduce[k] else student), teacher[k]["logits"]
+
+    def _term(
+        self,
+        name: str,
+        term: Any,
+        out: dict[str, Tensor],
+        teacher: list[dict[str, Tensor]],
+        batch: Batch,
+    ) -> Tensor:
+        if isinstance(term, KDTerm):
+            return L.kd_kl(*self._logits(out, teacher, 0), term.temperature)
+        if isinstance(term, KDStandardizedTerm):
+            return L.kd_standardized(*self._logits(out, teacher, 0), term.temperature)
+        if isinstance(term, DKDTerm):
+            s, t = self._logits(out, teacher, 0)
+            labels = batch.labels.clamp(max=1) if self.reduce[0] else batch.labels
+            return L.dkd(s, t, labels, term.alpha, term.beta, term.temperature)
+        if isinstance(term, DISTTerm):
+            s, t = self._logits(out, teacher, 0)
+            return L.dist(s, t, term.beta, term.gamma, term.temperature)
+        if isinstance(term, MultiTeacherTerm):
+            reduce = any(self.reduce)
+            student = out["logits"].float()
+            s = binary(student) if reduce else student
+            ts = [binary(t["logits"]) if reduce else t["logits"] for t in teacher]
+            labels = batch.labels.clamp(max=1) if reduce else batch.labels
+            return L.multi_teacher_kd(
+                s, ts, labels, term.temperature, weights=term.weights, adaptive=term.adaptive
+            )
+        if isinstance(term, PixelTerm):
+            return L.pixel_map(out["pixel"], teacher[0]["pixel"])
+        # Feature terms: the teacher's tapped features were captured by its forward.
+        assert self.teacher_taps is not None
+        if not self.teacher_taps.captured[term.teacher]:
+            raise InputError(
+                f"{self._where(name)}: the teacher's module {term.teacher!r} did not run"
+            )
+        f_t = self.teacher_taps.get(self._where(name), term.teacher, term.teacher_call)
+        f_s = out[f"feature:{name}"]
+        if isinstance(term, FitNetTerm):
+            return L.fitnet(f_s, f_t)
+        if isinstance(term, ATTerm):
+            return L.attention_transfer(f_s, f_t, term.p)
+        if isinstance(term, RKDTerm):
+            return L.rkd(f_s, f_t, term.distance_weight, term.angle_weight)
+        if isinstance(term, PKTTerm):
+            return L.pkt(f_s, f_t)
+        if isinstance(term, SPTerm):
+            return L.similarity_preserving(f_s, f_t)
+        if isinstance(term, OneClassTerm):
+            return L.one_class_kd(f_s, f_t, batch.labels == 0)
+        raise InputError(f"{self._where(name)}: unknown kind {term.kind!r}")
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"adapters": self.module.adapters.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "adapters" in state:
+            self.module.adapters.load_state_dict(state["adapters"])
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "distilled",
+            "teachers": [t.describe() for t in self.teachers],
+            "terms": self.names,
+        }

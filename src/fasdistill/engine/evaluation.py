@@ -1,0 +1,52 @@
+"""Scoring a split with a model, and the dev metrics that select checkpoints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from fasdistill.data.loader import CropDataset
+from fasdistill.metrics import EvalOptions, ScoreSet, evaluate
+from fasdistill.models import bonafide_score
+
+
+@torch.no_grad()
+def score_split(
+    model: nn.Module, dataset: CropDataset, device: torch.device, batch_size: int, workers: int
+) -> ScoreSet:
+    """Liveness scores P(bona fide) of every crop of ``dataset`` as a ScoreSet."""
+    model.eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+    )
+    scores = np.empty(len(dataset))
+    for images, _, rows, _ in loader:
+        logits = model(images.to(device, non_blocking=True))
+        scores[rows.numpy()] = bonafide_score(logits).cpu().numpy()
+    rows = dataset.rows
+    return ScoreSet.from_arrays(
+        scores,
+        [r["label"] for r in rows],
+        [r["pai"] for r in rows],
+        [r["video_id"] for r in rows],
+        [r["subject"] for r in rows],
+        [r["crop_path"] for r in rows],
+        source=f"{dataset.split} crops of {dataset.index.root}",
+    )
+
+
+def dev_metrics(scores: ScoreSet, level: Literal["frame", "video"]) -> dict[str, float]:
+    """ACER, EER, APCER, BPCER, AUC, HTER on dev at the dev EER threshold, and that threshold."""
+    report = evaluate(scores, None, EvalOptions(criterion="eer", level=level, bootstrap=0)).report
+    dev = report["dev"]
+    return {k: float(dev[k]) for k in ("acer", "eer", "apcer", "bpcer", "auc", "hter")} | {
+        "threshold": float(report["threshold"])
+    }
