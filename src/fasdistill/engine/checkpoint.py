@@ -20,7 +20,7 @@ from fasdistill.config import RunConfig, dump_recipe
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD, CropIndex
 from fasdistill.engine.provenance import versions
 from fasdistill.errors import InputError
-from fasdistill.models import FASModel
+from fasdistill.models import DeployableFAS, FASModel, build_model
 from fasdistill.utils.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "fasdistill-checkpoint"
@@ -114,3 +114,14 @@ def save_deployable(
             },
         },
     )
+
+
+def load_deployable(path: str | os.PathLike[str]) -> tuple[DeployableFAS, dict[str, Any]]:
+    """The deployable model of a ``best.pt`` (eval mode) and its metadata."""
+    state = load_checkpoint(path)
+    meta = state.get("meta")
+    if not isinstance(meta, dict) or "model" not in meta or "classes" not in meta:
+        raise InputError(f"{path}: not a deployable model checkpoint (use checkpoints/best.pt)")
+    model = build_model(meta["model"], num_classes=len(meta["classes"])).deployable()
+    model.load_state_dict(state["model"])
+    return model.eval(), meta

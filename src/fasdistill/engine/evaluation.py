@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fasdistill.data.loader import CropDataset
+from fasdistill.data.loader import CropDataset, CropIndex
+from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.metrics import EvalOptions, ScoreSet, evaluate
 from fasdistill.models import bonafide_score
 
@@ -50,3 +52,22 @@ def dev_metrics(scores: ScoreSet, level: Literal["frame", "video"]) -> dict[str,
     return {k: float(dev[k]) for k in ("acer", "eer", "apcer", "bpcer", "auc", "hter")} | {
         "threshold": float(report["threshold"])
     }
+
+
+def evaluate_checkpoint(
+    path: str | Path, index: CropIndex, device: torch.device | None = None, bootstrap: int = 0
+) -> dict[str, Any]:
+    """Dev and test metrics of a ``best.pt``, the threshold fixed on dev (EER) as it was chosen.
+
+    Returns the evaluation report (``dev``, ``test``, ``threshold``); the test split
+    is read here, after training, never during it.
+    """
+    device = device or torch.device("cpu")
+    model, meta = load_deployable(path)
+    model.to(device)
+    size = int(meta["input_size"])
+    dev = score_split(model, CropDataset(index, "dev", size), device, 128, 0)
+    test = score_split(model, CropDataset(index, "test", size), device, 128, 0)
+    level = meta.get("threshold_level", "frame")
+    options = EvalOptions(criterion="eer", level=level, bootstrap=bootstrap)
+    return evaluate(dev, test, options).report

@@ -1,0 +1,301 @@
+"""Does distillation help? Teacher, scratch student and distilled students on SynthSpoof.
+
+For each protocol (the default ``intra`` and one leave-one-domain-out protocol) it
+trains a ResNet-18 teacher, the swapnet student from scratch, and the student
+distilled with each method, every student with several seeds and the same budget
+(optimiser steps, so it means the same on any dataset size). Every checkpoint is
+chosen on dev; the threshold is fixed on dev (EER) and applied to test. It prints
+and writes a table of test ACER / HTER / AUC (mean ± std over seeds), the training
+time per run and the retention (1 - ACER_student) / (1 - ACER_teacher).
+
+Everything is resumable: a finished run keeps its ``result.json`` and is not run
+again; an interrupted one continues from its ``last.pt``.
+
+    python benchmarks/kd_gain.py --out runs/kd_gain                 # the full table
+    python benchmarks/kd_gain.py --out runs/kd_gain_quick --quick   # intra, KD only, 1 seed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "recipes"
+OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
+FEATURE_METHODS = ("fitnet", "at")
+ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS)
+
+
+@dataclass
+class Budget:
+    """Input side and optimiser steps of teachers and students (the same for every student)."""
+
+    input_size: int = 64
+    teacher_steps: int = 810  # batch 64: 45 epochs of the 1,152 intra training crops
+    student_steps: int = 405  # batch 128: 45 epochs of the same crops
+    subjects: int = 60  # SynthSpoof subjects per domain
+
+
+@dataclass
+class Job:
+    name: str  # e.g. "intra/kd/seed0"
+    protocol: str
+    method: str  # "teacher", "scratch" or a distillation recipe suffix
+    seed: int
+    after: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, Path]:
+    """SynthSpoof at the default difficulty, and 96-px crops per protocol (both resumable)."""
+    from fasdistill.data.prepare import PrepareConfig, prepare
+    from fasdistill.data.synth import SynthConfig, generate
+
+    synth = out / "synth"
+    generate(synth, SynthConfig(subjects=budget.subjects, size=128), workers=os.cpu_count())
+    indexes = {}
+    for protocol in protocols:
+        crops = out / f"crops_{protocol}"
+        config = PrepareConfig(dataset="synthspoof", root=str(synth), protocol=protocol, size=96)
+        prepare(config, crops, workers=os.cpu_count() or 1)
+        indexes[protocol] = crops / "index.csv"
+    return indexes
+
+
+# ---------------------------------------------------------------------------- one run
+
+
+def run_overrides(job: Job, budget: Budget, teacher: Path | None) -> tuple[Path, list[str]]:
+    """The recipe and the overrides of one run; the budget is set in steps."""
+    if job.method == "teacher":  # early stopping on dev as in its recipe
+        return RECIPES / "teacher_resnet18.yaml", [
+            f"data.input_size={budget.input_size}",
+            "data.workers=1",
+            "train.epochs=1",
+            f"train.min_steps={budget.teacher_steps}",
+        ]
+    students = [
+        f"data.input_size={budget.input_size}",
+        "data.workers=0",
+        "train.epochs=1",
+        f"train.min_steps={budget.student_steps}",
+        "train.early_stop=null",
+        f"train.seed={job.seed}",
+        "train.log_every=50",
+        # Every student sees the same augmentation: flips only, which also lets the
+        # output-level methods reuse cached teacher outputs.
+        "data.augment.resized_crop=[1.0,1.0]",
+    ]
+    if job.method == "scratch":
+        return RECIPES / "student_swapnet.yaml", students
+    assert teacher is not None
+    overrides = [*students, f"distill.teacher=[{teacher}]"]
+    if job.method in OUTPUT_METHODS:
+        overrides.append("distill.cache=true")
+    return RECIPES / f"distill_{job.method}.yaml", overrides
+
+
+def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> dict[str, Any]:
+    """Train (or resume) one run, then evaluate its dev-selected checkpoint on dev and test."""
+    import torch
+
+    torch.set_num_threads(threads)
+    from fasdistill.config import load_recipe
+    from fasdistill.engine.trainer import train
+
+    run_dir = out / job.name
+    result_path = run_dir / "result.json"
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+    teacher = out / job.protocol / "teacher" / "checkpoints" / "best.pt"
+    recipe, overrides = run_overrides(job, budget, teacher if job.method != "teacher" else None)
+    config = load_recipe(recipe, overrides)
+    last = run_dir / "checkpoints" / "last.pt"
+    start = time.perf_counter()
+    train(config, index, run_dir, resume=last.exists(), show_progress=False)
+    return summarise(job, run_dir, index, recipe, overrides, time.perf_counter() - start)
+
+
+def summarise(
+    job: Job, run_dir: Path, index: Path, recipe: Path, overrides: list[str], wall: float
+) -> dict[str, Any]:
+    """Evaluate a finished run's dev-selected checkpoint and write its ``result.json``."""
+    from fasdistill.data.loader import read_crop_index
+    from fasdistill.engine.checkpoint import load_checkpoint
+    from fasdistill.engine.evaluation import evaluate_checkpoint
+    from fasdistill.utils.atomic import atomic_write_json
+
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    report = evaluate_checkpoint(run_dir / "checkpoints" / "best.pt", read_crop_index(index))
+    keys = ("acer", "hter", "auc", "apcer", "bpcer", "eer")
+    result = {
+        "job": job.name,
+        "method": job.method,
+        "seed": job.seed,
+        "recipe": str(recipe.relative_to(REPO)),
+        "overrides": overrides,
+        "epochs": state["epoch"],
+        "steps": state["global_step"],
+        "best_epoch": state["best"]["epoch"],
+        "train_seconds": sum(h["seconds"] for h in state["history"]),
+        "wall_seconds": wall,
+        "threshold": report["threshold"],
+        "dev": {k: report["dev"][k] for k in keys},
+        "test": {k: report["test"][k] for k in keys},
+    }
+    atomic_write_json(run_dir / "result.json", result)
+    return result
+
+
+# ---------------------------------------------------------------------------- schedule
+
+
+def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job]:
+    """Jobs in priority order: teachers first, then seed by seed, protocol by protocol."""
+    jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
+    for seed in seeds:
+        for p in protocols:
+            for m in methods:
+                after = [] if m == "scratch" else [f"{p}/teacher"]
+                jobs.append(Job(f"{p}/{m}/seed{seed}", p, m, seed, after))
+    return jobs
+
+
+def execute(
+    jobs: list[Job], out: Path, indexes: dict[str, Path], budget: Budget, parallel: int
+) -> dict[str, dict[str, Any]]:
+    """Run jobs ``parallel`` at a time (1 thread each), respecting teacher-first order."""
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    done: dict[str, dict[str, Any]] = {}
+    pending = list(jobs)
+    running: dict[Future, Job] = {}
+    with ProcessPoolExecutor(parallel, mp_context=get_context("spawn")) as pool:
+        while pending or running:
+            for job in list(pending):
+                if len(running) >= parallel:
+                    break
+                if all(dep in done for dep in job.after):
+                    pending.remove(job)
+                    index = indexes[job.protocol]
+                    running[pool.submit(run_job, job, out, index, budget, threads)] = job
+            if not running:
+                raise RuntimeError(f"jobs wait on runs that failed: {[j.name for j in pending]}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                done[job.name] = future.result()
+                r = done[job.name]
+                print(
+                    f"{time.strftime('%H:%M:%S')} {job.name}: test ACER "
+                    f"{100 * r['test']['acer']:.2f}% AUC {r['test']['auc']:.3f} "
+                    f"({r['wall_seconds'] / 60:.1f} min)",
+                    flush=True,
+                )
+    return done
+
+
+# ---------------------------------------------------------------------------- table
+
+
+def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    mean = statistics.fmean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: list[str]) -> str:
+    """A Markdown table per protocol: teacher, scratch and each method."""
+    lines = []
+    for p in protocols:
+        teacher = results.get(f"{p}/teacher")
+        if teacher is None:
+            continue
+        t_acer = teacher["test"]["acer"]
+        lines += [
+            f"**{p}** (teacher: ResNet-18, test ACER {100 * t_acer:.1f} %, "
+            f"AUC {teacher['test']['auc']:.3f}, {teacher['train_seconds'] / 60:.1f} min)",
+            "",
+            "| student | seeds | test ACER % | test HTER % | test AUC | retention % | min / run |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for m in methods:
+            runs = [r for k, r in results.items() if k.startswith(f"{p}/{m}/")]
+            if not runs:
+                continue
+            acer = [r["test"]["acer"] for r in runs]
+            retention = [(1 - a) / (1 - t_acer) for a in acer]
+            lines.append(
+                f"| {m} | {len(runs)} | {_mean_std(acer)} "
+                f"| {_mean_std([r['test']['hter'] for r in runs])} "
+                f"| {_mean_std([r['test']['auc'] for r in runs], 1.0, 3)} "
+                f"| {_mean_std(retention)} "
+                f"| {statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/kd_gain"))
+    parser.add_argument("--quick", action="store_true", help="intra, scratch + KD, 1 seed")
+    parser.add_argument("--protocols", default="intra,lodo_phone")
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--parallel", type=int, default=2, help="runs at a time (1 thread each)")
+    parser.add_argument("--input-size", type=int, default=Budget.input_size)
+    parser.add_argument("--teacher-steps", type=int, default=Budget.teacher_steps)
+    parser.add_argument("--student-steps", type=int, default=Budget.student_steps)
+    parser.add_argument("--subjects", type=int, default=Budget.subjects, help="per domain")
+    args = parser.parse_args()
+    protocols = args.protocols.split(",")
+    methods = args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    budget = Budget(args.input_size, args.teacher_steps, args.student_steps, args.subjects)
+    if args.quick:  # about 2/3 of the full budget: the teacher dominates the time
+        protocols, methods, seeds = ["intra"], ["scratch", "kd"], [0]
+        budget.teacher_steps, budget.student_steps = 540, 270
+    unknown = sorted(set(methods) - set(ALL_METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
+    start = time.perf_counter()
+    indexes = prepare_data(args.out, protocols, budget)
+    results = execute(plan(protocols, methods, seeds), args.out, indexes, budget, args.parallel)
+    markdown = table(results, protocols, methods)
+    from fasdistill.engine.provenance import git_commit, versions
+    from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
+
+    atomic_write_json(
+        args.out / "kd_gain.json",
+        {
+            "budget": vars(budget),
+            "protocols": protocols,
+            "methods": methods,
+            "seeds": seeds,
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "results": results,
+        },
+    )
+    atomic_write_text(args.out / "kd_gain.md", markdown + "\n")
+    print(markdown)
+    print(f"total {math.ceil((time.perf_counter() - start) / 60)} min; wrote {args.out}/kd_gain.md")
+
+
+if __name__ == "__main__":
+    main()
