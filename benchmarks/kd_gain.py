@@ -96,15 +96,13 @@ def run_overrides(job: Job, budget: Budget, teacher: Path | None) -> tuple[Path,
         f"train.seed={job.seed}",
         "train.log_every=50",
         # Every student sees the same augmentation: flips only, which also lets the
-        # output-level methods reuse cached teacher outputs.
+        # distilled ones reuse cached teacher outputs and features.
         "data.augment.resized_crop=[1.0,1.0]",
     ]
     if job.method == "scratch":
         return RECIPES / "student_swapnet.yaml", students
     assert teacher is not None
-    overrides = [*students, f"distill.teacher=[{teacher}]"]
-    if job.method in OUTPUT_METHODS:
-        overrides.append("distill.cache=true")
+    overrides = [*students, f"distill.teacher=[{teacher}]", "distill.cache=true"]
     return RECIPES / f"distill_{job.method}.yaml", overrides
 
 

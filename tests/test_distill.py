@@ -219,20 +219,17 @@ def test_cached_teacher_outputs_train_like_live_ones(
     toy_index: Path, teacher: Path, tmp_path: Path
 ) -> None:
     flips_only = ["data.augment.resized_crop=[1.0,1.0]", "train.epochs=2"]
-    live = recipe(teacher, "[{kind: kd}, {kind: dkd}, {kind: pixel}]", *flips_only)
-    cached = recipe(
-        teacher, "[{kind: kd}, {kind: dkd}, {kind: pixel}]", "distill.cache=true", *flips_only
-    )
+    terms = "[{kind: kd}, {kind: dkd}, {kind: pixel}, {kind: at}, {kind: fitnet}]"
+    live = recipe(teacher, terms, *flips_only)
+    cached = recipe(teacher, terms, "distill.cache=true", *flips_only)
     a = train(live, toy_index, tmp_path / "live", show_progress=False)
     b = train(cached, toy_index, tmp_path / "cached", show_progress=False)
     for x, y in zip(a.history, b.history, strict=True):
+        assert set(x["terms"]) == {"ce", "pixel", "kd", "dkd", "pixel_kd", "at", "fitnet"}
         for key in x["terms"]:
             assert x["terms"][key] == pytest.approx(y["terms"][key], rel=1e-4, abs=1e-6), key
     with pytest.raises(InputError, match="augmentation limited to flips"):
-        recipe_bad = recipe(teacher, "[{kind: kd}]", "distill.cache=true")
-        objective_for(recipe_bad, toy_index)
-    with pytest.raises(InputError, match="features"):
-        objective_for(recipe(teacher, "[{kind: at}]", "distill.cache=true", *flips_only), toy_index)
+        objective_for(recipe(teacher, "[{kind: kd}]", "distill.cache=true"), toy_index)
 
 
 def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
@@ -511,3 +508,18 @@ def test_cli_distill_runs_and_names_a_missing_section(
         == 2
     )
     assert "no distill: section" in capsys.readouterr().err
+
+
+def test_overrides_index_into_term_lists() -> None:
+    config = load_recipe(REPO / "recipes" / "distill_at.yaml", ["distill.terms.1.weight=500"])
+    assert config.distill is not None and config.distill.terms[1].weight == 500
+    with pytest.raises(InputError, match="is a list of 2; '5' is not an index"):
+        load_recipe(REPO / "recipes" / "distill_at.yaml", ["distill.terms.5.weight=1"])
+    with pytest.raises(InputError, match="give fixed weights or adaptive"):
+        load_recipe(
+            None,
+            [
+                "distill.teacher=[a.pt, b.pt]",
+                "distill.terms=[{kind: multi_teacher, weights: [1, 1], adaptive: true}]",
+            ],
+        )

@@ -327,14 +327,28 @@ def _format_errors(error: ValidationError, source: str) -> str:
 
 
 def _set_path(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
-    node = data
+    """Set ``a.b.c`` in nested mappings; a number indexes a list (``distill.terms.1.weight``)."""
+    node: Any = data
     parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise InputError(f"{source}: {dotted!r}: {part!r} is not a section")
-        node = child
-    node[parts[-1]] = value
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise InputError(
+                    f"{source}: {dotted!r}: {'.'.join(parts[:i])} is a list of {len(node)}; "
+                    f"{part!r} is not an index into it"
+                )
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise InputError(f"{source}: {dotted!r}: {parts[i - 1]!r} is not a section")
+        if last:
+            node[part] = value
+        else:
+            node = node.setdefault(part, {})
 
 
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:

@@ -174,20 +174,11 @@ class Distilled(Objective):
                 )
             if isinstance(term, MultiTeacherTerm) and len(self.teachers) < 2:
                 warnings.warn(f"{where}: multi_teacher with one teacher is plain KD", stacklevel=2)
-        if self.spec.cache:
-            feature = [
-                n for n, t in zip(self.names, self.terms, strict=True) if t.kind in FEATURE_KINDS
-            ]
-            if feature:
-                raise InputError(
-                    f"distill.cache: the teacher's outputs are cached, not its features; "
-                    f"{', '.join(feature)} need the teacher at every step (set cache: false)"
-                )
-            if not is_view_only(self.config.data.augment):
-                raise InputError(
-                    "distill.cache: cached teacher outputs need augmentation limited to flips "
-                    "(data.augment.resized_crop=[1.0,1.0], colour_jitter=0, blur=0)"
-                )
+        if self.spec.cache and not is_view_only(self.config.data.augment):
+            raise InputError(
+                "distill.cache: cached teacher outputs need augmentation limited to flips "
+                "(data.augment.resized_crop=[1.0,1.0], colour_jitter=0, blur=0)"
+            )
 
     def _size_adapters(
         self,
@@ -225,7 +216,11 @@ class Distilled(Objective):
     # ------------------------------------------------------------------ teacher outputs
 
     def prepare(self, train_set: CropDataset, device: torch.device) -> None:
-        """With ``cache: true``, run every teacher once on each crop and its mirror image."""
+        """With ``cache: true``, run every teacher once on each crop and its mirror image.
+
+        Outputs and tapped features are kept (on the training device) for the whole run:
+        about 2 x crops x feature size floats, small for face crops and final maps.
+        """
         if not self.spec.cache:
             return
         plain = CropDataset(train_set.index, train_set.split, train_set.input_size)
@@ -235,9 +230,9 @@ class Distilled(Objective):
         for start in range(0, len(plain), 64):
             rows = range(start, min(start + 64, len(plain)))
             images = torch.stack([plain[i][0] for i in rows]).to(device)
-            for k, teacher in enumerate(self.teachers):
-                for view, batch in enumerate((images, images.flip(3))):
-                    for key, value in teacher.outputs(batch).items():
+            for view, batch in enumerate((images, images.flip(3))):
+                for k, outputs in enumerate(self._run_teachers(batch)):
+                    for key, value in outputs.items():
                         parts.setdefault(f"{k}:{key}:{view}", []).append(value.cpu())
         merged = {k: torch.cat(v) for k, v in parts.items()}
         keys = {k.rsplit(":", 1)[0] for k in merged}
@@ -246,9 +241,21 @@ class Distilled(Objective):
             for key in keys
         }
 
+    def _run_teachers(self, images: Tensor) -> list[dict[str, Tensor]]:
+        """Every teacher's outputs; the first one's also hold ``feature:<term>`` taps."""
+        outputs = [t.outputs(images) for t in self.teachers]
+        if self.teacher_taps is not None:
+            for name, term in zip(self.names, self.terms, strict=True):
+                if term.kind in FEATURE_KINDS:
+                    outputs[0][f"feature:{name}"] = self.teacher_taps.get(
+                        self._where(name), term.teacher, term.teacher_call
+                    )
+            self.teacher_taps.clear()
+        return outputs
+
     def _teacher_outputs(self, batch: Batch) -> list[dict[str, Tensor]]:
         if self.cache is None:
-            return [t.outputs(batch.images) for t in self.teachers]
+            return self._run_teachers(batch.images)
         if bool((batch.views < 0).any()):
             raise InputError("distill.cache: a batch holds augmented views that are not cached")
         rows, views = batch.rows.to(batch.images.device), batch.views.to(batch.images.device)
@@ -269,14 +276,10 @@ class Distilled(Objective):
             terms = supervised_terms(
                 out, batch.images, batch.labels, self.config, scale=self.spec.ce_weight
             )
-        if self.teacher_taps is not None:
-            self.teacher_taps.clear()
         teacher = self._teacher_outputs(batch)
         for name, term in zip(self.names, self.terms, strict=True):
             ramp = min(1.0, epoch / term.warmup_epochs) if term.warmup_epochs > 0 else 1.0
             terms[name] = term.weight * ramp * self._term(name, term, out, teacher, batch)
-        if self.teacher_taps is not None:
-            self.teacher_taps.clear()
         return terms
 
     def _logits(
@@ -315,13 +318,8 @@ class Distilled(Objective):
             )
         if isinstance(term, PixelTerm):
             return L.pixel_map(out["pixel"], teacher[0]["pixel"])
-        # Feature terms: the teacher's tapped features were captured by its forward.
-        assert self.teacher_taps is not None
-        if not self.teacher_taps.captured[term.teacher]:
-            raise InputError(
-                f"{self._where(name)}: the teacher's module {term.teacher!r} did not run"
-            )
-        f_t = self.teacher_taps.get(self._where(name), term.teacher, term.teacher_call)
+        # Feature terms: the first teacher's tapped (or cached) features.
+        f_t = teacher[0][f"feature:{name}"]
         f_s = out[f"feature:{name}"]
         if isinstance(term, FitNetTerm):
             return L.fitnet(f_s, f_t)
