@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -24,7 +21,7 @@ from fasdistill.engine.rundir import RunLogger
 from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
 from fasdistill.models import build_model, count_macs, count_params
-from test_train import REPO, free_port, make_index
+from test_train import REPO, make_index, torchrun
 
 SIZE = 16
 
@@ -254,19 +251,7 @@ def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
         tmp_path / "single",
         show_progress=False,
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        "-m",
-        "fasdistill.cli",
+    done = torchrun(
         "distill",
         "--recipe",
         str(REPO / "recipes" / "smoke.yaml"),
@@ -276,8 +261,7 @@ def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
         str(tmp_path / "ddp"),
         "--no-progress",
         *overrides,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")
     ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")

@@ -172,6 +172,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun(*cli_args: str, processes: int = 2) -> subprocess.CompletedProcess[str]:
+    """``fasdistill`` under ``torchrun`` on this machine (gloo on CPU), outside pytest's env."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "fasdistill.cli",
+        *cli_args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) -> None:
     overrides = [
         "train.epochs=2",
@@ -185,19 +205,7 @@ def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) ->
         tmp_path / "single",
         show_progress=False,
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        "-m",
-        "fasdistill.cli",
+    done = torchrun(
         "train",
         "--recipe",
         str(REPO / "recipes" / "smoke.yaml"),
@@ -207,8 +215,7 @@ def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) ->
         str(tmp_path / "ddp"),
         "--no-progress",
         *overrides,
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")["model"]
     ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["model"]

@@ -63,57 +63,12 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_metrics, stage="metrics")
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}"
-
-
-def _interval(ci: dict[str, Any] | None, key: str) -> str:
-    if not ci or ci.get(key) is None:
-        return ""
-    lo, hi = ci[key]
-    return f" [{100 * lo:.2f}, {100 * hi:.2f}]"
-
-
-def _metrics_table(report: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    splits = [s for s in ("dev", "test") if s in report]
-    table = Table(
-        title=f"PAD metrics (%), {report['level']} level, threshold {report['threshold']:.6g} "
-        f"by {report['criterion']} on dev",
-        title_justify="left",
-    )
-    table.add_column("metric")
-    for split in splits:
-        table.add_column(split, justify="right")
-
-    def row(label: str, get: Callable[[dict[str, Any]], str]) -> None:
-        table.add_row(label, *(get(report[s]) for s in splits))
-
-    row("samples (bona fide / attack)", lambda m: f"{m['n_bonafide']} / {m['n_attack']}")
-    species = sorted({p for s in splits for p in report[s]["apcer_per_pai"]})
-    for name in species:
-        row(f"  APCER {name}", lambda m, n=name: _percent(m["apcer_per_pai"].get(n)))
-    row("APCER (worst species)", lambda m: f"{_percent(m['apcer'])} ({m['apcer_worst_pai']})")
-    row("APCER pooled", lambda m: _percent(m["apcer_pooled"]))
-    row("BPCER", lambda m: _percent(m["bpcer"]) + _interval(m.get("ci"), "bpcer"))
-    row("ACER", lambda m: _percent(m["acer"]) + _interval(m.get("ci"), "acer"))
-    row("HTER", lambda m: _percent(m["hter"]) + _interval(m.get("ci"), "hter"))
-    row(
-        "EER (worst species / pooled)",
-        lambda m: f"{_percent(m['eer'])} / {_percent(m['eer_pooled'])}",
-    )
-    row("AUC", lambda m: f"{100 * m['auc']:.3f}")
-    for key in report[splits[0]]["tpr_at_fpr"]:
-        row(f"TPR @ FPR={float(key):.1%}", lambda m, k=key: _percent(m["tpr_at_fpr"][k]))
-    return table
-
-
 def _run_metrics(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from fasdistill.metrics.evaluate import EvalOptions, evaluate
     from fasdistill.metrics.scores import read_scores
+    from fasdistill.metrics.table import metrics_table
     from fasdistill.utils.hashing import sha256_file
 
     options = EvalOptions(
@@ -135,7 +90,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
     inputs = {"dev": args.dev} | ({"test": args.test} if args.test is not None else {})
     report["inputs"] = {k: {"path": str(v), "sha256": sha256_file(v)} for k, v in inputs.items()}
     console = Console()
-    console.print(_metrics_table(report))
+    console.print(metrics_table(report))
     for warning in report["warnings"]:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     if args.out is not None:
@@ -400,6 +355,20 @@ def _run_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """--data, --out, --resume, --no-progress and overrides: shared by train and distill."""
+    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
+    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="recipe overrides, e.g. optim.lr=0.01 train.epochs=5 distill.terms.0.weight=2",
+    )
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -409,16 +378,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "Multi-GPU/multi-node: torchrun --nproc_per_node N -m fasdistill.cli train ...",
     )
     p.add_argument("--recipe", type=Path, help="YAML recipe (see recipes/); defaults if omitted")
-    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="recipe overrides, e.g. optim.lr=0.01 train.epochs=5",
-    )
+    _add_run_arguments(p)
     p.set_defaults(handler=_run_train, stage="train")
 
 
@@ -455,11 +415,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--recipe", required=True, type=Path, help="YAML recipe with a distill: section")
     p.add_argument("--teacher", help="teacher best.pt or .onnx (overrides distill.teacher)")
-    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
+    _add_run_arguments(p)
     p.set_defaults(handler=_run_train, stage="distill")
 
 
