@@ -6,6 +6,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,9 @@ def toy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_index(tmp_path_factory.mktemp("toy"), {"train": 16, "dev": 8, "test": 8})
 
 
-def make_teacher(path: Path, index_path: Path, name: str = "swapnet", seed: int = 1) -> Path:
+def make_teacher(
+    path: Path, index_path: Path, name: str = "swapnet", seed: int = 1, size: int = SIZE
+) -> Path:
     """A deployable checkpoint of ours with non-trivial BN statistics and a pixel head."""
     torch.manual_seed(seed)
     index = read_crop_index(index_path)
@@ -41,7 +44,7 @@ def make_teacher(path: Path, index_path: Path, name: str = "swapnet", seed: int 
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
     best = {"threshold": 0.5, "dev": {}, "epoch": 1}
-    save_deployable(path, model, load_recipe(None, [f"model.name={name}"]), index, SIZE, best)
+    save_deployable(path, model, load_recipe(None, [f"model.name={name}"]), index, size, best)
     return path
 
 
@@ -172,6 +175,23 @@ def test_adapters_are_training_only(toy_index: Path, teacher: Path, tmp_path: Pa
     assert count_macs(student.deployable(), SIZE) == count_macs(plain, SIZE)
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert set(last["objective"]["adapters"]) == set(adapters.state_dict())
+    onnx = pytest.importorskip("onnx")
+    export_onnx(student.deployable().eval(), tmp_path / "student.onnx", SIZE)
+    graph = onnx.load(str(tmp_path / "student.onnx")).graph
+    exported = sum(int(np.prod(t.dims)) for t in graph.initializer)
+    assert exported <= count_params(plain)  # BN folded or kept: never more, no adapter
+
+
+def test_a_teacher_with_another_input_size_gets_its_own_resize(
+    toy_index: Path, tmp_path: Path
+) -> None:
+    path = make_teacher(tmp_path / "t32.pt", toy_index, size=2 * SIZE)
+    objective = objective_for(recipe(path, "[{kind: kd}]"), toy_index)
+    teacher = objective.teachers[0]
+    assert teacher.input_size == 2 * SIZE
+    x = torch.randn(4, 3, SIZE, SIZE)
+    big = F.interpolate(x, size=2 * SIZE, mode="bilinear", align_corners=False, antialias=True)
+    torch.testing.assert_close(teacher.outputs(x)["logits"], teacher.module(big))
 
 
 def test_distilled_run_resumes_bit_for_bit(
@@ -355,7 +375,7 @@ def test_dkd_warns_with_two_classes(tmp_path: Path) -> None:
 def export_onnx(net: torch.nn.Module, path: Path, size: int) -> None:
     """The TorchScript exporter (no onnxscript needed), dynamic batch, its warnings muted."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         torch.onnx.export(
             net,
             (torch.zeros(1, 3, size, size),),

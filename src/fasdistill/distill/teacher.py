@@ -18,6 +18,7 @@ possible with ``bn_train: true``.
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,13 @@ class Teacher(abc.ABC):
     def outputs(self, images: Tensor) -> dict[str, Tensor]:
         """Student-preprocessed images -> ``logits`` (and ``pixel`` when available)."""
 
+    @functools.cached_property
+    def sha256(self) -> str:
+        """The teacher file's digest (read once), recorded in meta.json and checked on resume."""
+        return sha256_file(self.path)
+
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path), "kind": self.kind, "sha256": sha256_file(self.path)}
+        return {"path": str(self.path), "kind": self.kind, "sha256": self.sha256}
 
 
 class _FrozenNet(nn.Module):
