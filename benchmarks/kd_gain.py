@@ -259,6 +259,9 @@ def main() -> None:
     parser.add_argument("--teacher-steps", type=int, default=Budget.teacher_steps)
     parser.add_argument("--student-steps", type=int, default=Budget.student_steps)
     parser.add_argument("--subjects", type=int, default=Budget.subjects, help="per domain")
+    parser.add_argument(
+        "--table-only", action="store_true", help="only tabulate the runs finished in --out"
+    )
     args = parser.parse_args()
     protocols = args.protocols.split(",")
     methods = args.methods.split(",")
@@ -271,8 +274,16 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
     start = time.perf_counter()
-    indexes = prepare_data(args.out, protocols, budget)
-    results = execute(plan(protocols, methods, seeds), args.out, indexes, budget, args.parallel)
+    if args.table_only:
+        results = {
+            job.name: json.loads((args.out / job.name / "result.json").read_text())
+            for job in plan(protocols, methods, seeds)
+            if (args.out / job.name / "result.json").exists()
+        }
+    else:
+        indexes = prepare_data(args.out, protocols, budget)
+        jobs = plan(protocols, methods, seeds)
+        results = execute(jobs, args.out, indexes, budget, args.parallel)
     markdown = table(results, protocols, methods)
     from fasdistill.engine.provenance import git_commit, versions
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
