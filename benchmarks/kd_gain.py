@@ -267,9 +267,10 @@ def main() -> None:
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     budget = Budget(args.input_size, args.teacher_steps, args.student_steps, args.subjects)
-    if args.quick:  # a shorter teacher: it dominates the time
+    if args.quick:  # a shorter teacher, which dominates the time; one run at a time on all cores
         protocols, methods, seeds = ["intra"], ["scratch", "kd"], [0]
         budget.teacher_steps, budget.student_steps = 360, 270
+        args.parallel = 1
     unknown = sorted(set(methods) - set(ALL_METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
