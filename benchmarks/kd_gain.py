@@ -22,6 +22,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -122,6 +123,8 @@ def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> d
     recipe, overrides = run_overrides(job, budget, teacher if job.method != "teacher" else None)
     config = load_recipe(recipe, overrides)
     last = run_dir / "checkpoints" / "last.pt"
+    if run_dir.exists() and not last.exists():  # killed before its first epoch ended
+        shutil.rmtree(run_dir)
     start = time.perf_counter()
     train(config, index, run_dir, resume=last.exists(), show_progress=False)
     return summarise(job, run_dir, index, recipe, overrides, time.perf_counter() - start)
