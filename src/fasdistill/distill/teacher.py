@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from fasdistill.config import TeacherSpec
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD
-from fasdistill.engine.checkpoint import load_checkpoint
+from fasdistill.engine.checkpoint import load_deployable_state
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel, build_model
 from fasdistill.utils.hashing import sha256_file
@@ -121,12 +121,8 @@ class TorchTeacher(Teacher):
 
     def __init__(self, path: Path, bn_train: bool, device: torch.device) -> None:
         self.path = path
-        state = load_checkpoint(path)
-        meta = state.get("meta")
-        if not isinstance(meta, dict) or "model" not in meta or "classes" not in meta:
-            raise InputError(
-                f"{path}: not a deployable model checkpoint (use checkpoints/best.pt, not last.pt)"
-            )
+        state = load_deployable_state(path)
+        meta = state["meta"]
         self.meta = meta
         self.classes = tuple(meta["classes"])
         self.input_size = int(meta["input_size"])

@@ -116,12 +116,19 @@ def save_deployable(
     )
 
 
-def load_deployable(path: str | os.PathLike[str]) -> tuple[DeployableFAS, dict[str, Any]]:
-    """The deployable model of a ``best.pt`` (eval mode) and its metadata."""
+def load_deployable_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A ``best.pt`` checked to hold a deployable model and its metadata (not a ``last.pt``)."""
     state = load_checkpoint(path)
     meta = state.get("meta")
     if not isinstance(meta, dict) or "model" not in meta or "classes" not in meta:
         raise InputError(f"{path}: not a deployable model checkpoint (use checkpoints/best.pt)")
+    return state
+
+
+def load_deployable(path: str | os.PathLike[str]) -> tuple[DeployableFAS, dict[str, Any]]:
+    """The deployable model of a ``best.pt`` (eval mode) and its metadata."""
+    state = load_deployable_state(path)
+    meta = state["meta"]
     model = build_model(meta["model"], num_classes=len(meta["classes"])).deployable()
     model.load_state_dict(state["model"])
     return model.eval(), meta
