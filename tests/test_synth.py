@@ -78,6 +78,10 @@ def test_splits_are_subject_disjoint_and_balanced(tiny_set: Path) -> None:
     for sample_id, split in lodo.items():
         domain = rows[sample_id]["domain"]
         assert (domain == "studio") == (split == "test")
+    # the whole held-out domain is the test set; the other domains lose their test subjects
+    studio = {s for s, row in rows.items() if row["domain"] == "studio"}
+    assert {s for s, split in lodo.items() if split == "test"} == studio
+    assert set(lodo) == studio | {s for s, sp in intra.items() if sp != "test"}
 
 
 def test_byte_identical_across_runs_and_worker_counts(tiny_set: Path, tmp_path: Path) -> None:
