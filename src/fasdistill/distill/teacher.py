@@ -34,6 +34,7 @@ from fasdistill.engine.checkpoint import load_deployable_state
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel, build_model
 from fasdistill.utils.hashing import sha256_file
+from fasdistill.utils.ort import open_session
 
 BINARY = ("bonafide", "attack")
 ONNX_ONLY_FIELDS = (
@@ -161,22 +162,9 @@ class OnnxTeacher(Teacher):
     kind = "onnx"
 
     def __init__(self, spec: TeacherSpec, path: Path, data_classes: tuple[str, ...]) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise InputError(
-                f"{path}: an ONNX teacher needs onnxruntime: pip install 'fasdistill[onnx]'"
-            ) from None
         self.path = path
         self.spec = spec
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
-            raise InputError(f"{path}: ONNX Runtime cannot load the model ({exc})") from None
+        self.session = open_session(path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise InputError(f"{path}: expected one input, the model has {len(inputs)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,17 +23,28 @@ def score_split(
 ) -> ScoreSet:
     """Liveness scores P(bona fide) of every crop of ``dataset`` as a ScoreSet."""
     model.eval()
+
+    def scorer(images: torch.Tensor) -> np.ndarray:
+        logits = model(images.to(device, non_blocking=True))
+        return bonafide_score(logits).cpu().numpy()
+
+    return score_dataset(scorer, dataset, batch_size, workers, device.type == "cuda")
+
+
+def score_dataset(
+    scorer: Callable[[torch.Tensor], np.ndarray],
+    dataset: CropDataset,
+    batch_size: int = 64,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> ScoreSet:
+    """Scores of every crop of ``dataset`` by ``scorer`` (images -> P(bona fide)), any runtime."""
     loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=pin_memory
     )
     scores = np.empty(len(dataset))
     for images, _, rows, _ in loader:
-        logits = model(images.to(device, non_blocking=True))
-        scores[rows.numpy()] = bonafide_score(logits).cpu().numpy()
+        scores[rows.numpy()] = scorer(images)
     rows = dataset.rows
     return ScoreSet.from_arrays(
         scores,

@@ -1,29 +1,17 @@
-"""The ``fasdistill`` command: one sub-command per pipeline stage.
-
-This module only parses arguments, calls the library and prints; every stage's
-logic lives in its package. Errors meant for the user (``FasDistillError``) are
-printed as one line and exit with status 2.
-"""
+"""CLI stages that make and inspect data: synth, prepare, models, metrics."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fasdistill import __version__
-from fasdistill.errors import FasDistillError, InputError
-
-Handler = Callable[[argparse.Namespace], int]
-
+from fasdistill.errors import InputError
 
 # ---------------------------------------------------------------------------- metrics
 
 
-def _add_metrics(sub: argparse._SubParsersAction) -> None:
+def add_metrics(sub: argparse._SubParsersAction) -> None:
     from fasdistill.metrics.bootstrap import UNITS
     from fasdistill.metrics.evaluate import LEVELS
     from fasdistill.metrics.pad import CRITERIA_HELP
@@ -145,7 +133,7 @@ def _workers(requested: int | None) -> int:
 # ---------------------------------------------------------------------------- synth
 
 
-def _add_synth(sub: argparse._SubParsersAction) -> None:
+def add_synth(sub: argparse._SubParsersAction) -> None:
     from fasdistill.data.synth.domains import DOMAINS, SPECIES
 
     p = sub.add_parser(
@@ -230,7 +218,7 @@ def _run_synth(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- prepare
 
 
-def _add_prepare(sub: argparse._SubParsersAction) -> None:
+def add_prepare(sub: argparse._SubParsersAction) -> None:
     from fasdistill.data.formats import DATASETS
     from fasdistill.data.prepare import BOX_MODES
 
@@ -323,7 +311,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- models and train
 
 
-def _add_models(sub: argparse._SubParsersAction) -> None:
+def add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "models",
         help="list every model: role, default input, deployable parameters and MACs",
@@ -353,105 +341,3 @@ def _run_models(args: argparse.Namespace) -> int:
         )
     Console().print(table)
     return 0
-
-
-def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """--data, --out, --resume, --no-progress and overrides: shared by train and distill."""
-    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
-    p.add_argument("--out", type=Path, help="run directory (default: runs/<recipe name>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
-    p.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="recipe overrides, e.g. optim.lr=0.01 train.epochs=5 distill.terms.0.weight=2",
-    )
-
-
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a teacher or a student on prepared crops (single process or torchrun DDP)",
-        description="Train on the train split of a prepared index, select the best epoch on the "
-        "dev split (ACER or EER at the dev EER threshold; the test split is never read). "
-        "Multi-GPU/multi-node: torchrun --nproc_per_node N -m fasdistill.cli train ...",
-    )
-    p.add_argument("--recipe", type=Path, help="YAML recipe (see recipes/); defaults if omitted")
-    _add_run_arguments(p)
-    p.set_defaults(handler=_run_train, stage="train")
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from fasdistill.config import load_recipe
-    from fasdistill.engine.trainer import train
-
-    config = load_recipe(args.recipe, args.overrides)
-    if args.stage == "distill":
-        if config.distill is None:
-            raise InputError(f"{args.recipe}: no distill: section (see recipes/distill_kd.yaml)")
-        if args.teacher is not None:  # the first teacher's file; its stated preprocessing stays
-            config.distill.teacher[0].path = args.teacher
-    run_dir = args.out or Path("runs") / config.name
-    result = train(
-        config, args.data, run_dir, resume=args.resume, show_progress=not args.no_progress
-    )
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(
-            f"{result.epochs_run} epochs; best dev {config.train.select_metric} "
-            f"{100 * result.best_metric:.2f}% at epoch {result.best_epoch}; "
-            f"checkpoints in {run_dir / 'checkpoints'}"
-        )
-    return 0
-
-
-def _add_distill(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "distill",
-        help="distil a frozen teacher into a student (KD, DKD, DIST, FitNets, AT, RKD, ...)",
-        description="Train a student with the recipe's distill: terms from a frozen teacher "
-        "(a fasdistill best.pt, or an ONNX model with its preprocessing in the recipe). Same "
-        "loop as `train`: dev-only selection, torchrun DDP, AMP, bit-exact --resume.",
-    )
-    p.add_argument("--recipe", required=True, type=Path, help="YAML recipe with a distill: section")
-    p.add_argument("--teacher", help="teacher best.pt or .onnx (overrides distill.teacher)")
-    _add_run_arguments(p)
-    p.set_defaults(handler=_run_train, stage="distill")
-
-
-# ---------------------------------------------------------------------------- entry point
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fasdistill",
-        description="Face anti-spoofing distillation toolkit: data, training, distillation, "
-        "evaluation, export and SWAP reports.",
-    )
-    parser.add_argument("--version", action="version", version=f"fasdistill {__version__}")
-    sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
-    _add_synth(sub)
-    _add_prepare(sub)
-    _add_models(sub)
-    _add_train(sub)
-    _add_distill(sub)
-    _add_metrics(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except FasDistillError as error:
-        print(f"fasdistill {args.stage}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"fasdistill {args.stage}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

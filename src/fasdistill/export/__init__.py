@@ -1,0 +1,1 @@
+"""Export deployable models to the runtimes phones ship with, each checked against PyTorch."""

@@ -1,0 +1,132 @@
+"""ONNX export of a deployable model, with its preprocessing and threshold inside the file.
+
+The graph takes ``image`` (N, 3, H, W float32: RGB pixels / 255, then (x - mean) / std,
+the same tensor the PyTorch model takes) and returns ``logits`` (N, classes) and
+``score`` (N,) = softmax(logits)[:, 0] = P(bona fide). Everything prediction needs
+(input size, crop scale, colour order, mean/std, class names, calibrated threshold
+and its criterion) is stored in the model's ``metadata_props``, so an exported model
+never needs the training config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fasdistill.errors import InputError
+
+OPSET = 17
+METADATA_FORMAT = "fasdistill-onnx/1"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "score")
+# metadata key -> the checkpoint meta key it comes from; values are JSON-encoded
+_META_KEYS = {
+    "model": "model",
+    "role": "role",
+    "input_size": "input_size",
+    "crop_scale": "crop_scale",
+    "colour_order": "colour_order",
+    "mean": "mean",
+    "std": "std",
+    "classes": "classes",
+    "threshold": "threshold",
+    "threshold_criterion": "threshold_criterion",
+    "threshold_level": "threshold_level",
+}
+
+
+class ScoredModel(nn.Module):
+    """A deployable model that also returns the liveness score P(bona fide)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(images)
+        return logits, torch.softmax(logits, dim=1)[:, 0]
+
+
+def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` of an exported model, from a checkpoint's metadata."""
+    missing = [key for key in _META_KEYS.values() if key not in meta]
+    if missing:
+        raise InputError(f"the checkpoint metadata lacks {missing}; re-save it with this version")
+    props = {"fasdistill_format": METADATA_FORMAT}
+    props |= {name: json.dumps(meta[key]) for name, key in _META_KEYS.items()}
+    props["input"] = json.dumps(
+        f"{INPUT_NAME}: N x 3 x input_size x input_size float32, {meta['colour_order']}, "
+        "pixels / 255, then (x - mean) / std"
+    )
+    props["outputs"] = json.dumps("logits: N x classes; score: N, P(bona fide), higher = live")
+    return props
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The decoded fasdistill metadata of an exported model; a clear error if it has none."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise InputError(f"{path}: not a readable ONNX model ({exc})") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    if props.get("fasdistill_format") != METADATA_FORMAT:
+        raise InputError(
+            f"{path}: no fasdistill metadata (fasdistill_format="
+            f"{props.get('fasdistill_format')!r}); give its preprocessing in a sidecar YAML"
+        )
+    return {name: json.loads(props[name]) for name in _META_KEYS}
+
+
+def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``model`` (eval mode, CPU) as ONNX with a dynamic batch and its metadata.
+
+    Uses the TorchScript exporter: on torch 2.13 it exports these CNNs in under a
+    second where the torch.export-based one takes 10-30 s, at the same outputs.
+    Writes ``path`` directly; callers that need atomicity write to a temporary name.
+    """
+    import onnx
+
+    path = Path(path)
+    size = int(meta["input_size"])
+    scored = ScoredModel(model).eval().cpu()
+    dummy = torch.zeros(1, 3, size, size)
+    axes = {INPUT_NAME: {0: "batch"}} | {name: {0: "batch"} for name in OUTPUT_NAMES}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        torch.onnx.export(
+            scored,
+            (dummy,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    proto = onnx.load(str(path))
+    add_metadata(proto, onnx_metadata(meta))
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def add_metadata(proto: Any, props: dict[str, str]) -> None:
+    """Set ``metadata_props`` entries of an ONNX ModelProto (replacing same-named ones)."""
+    kept = [p for p in proto.metadata_props if p.key not in props]
+    del proto.metadata_props[:]
+    for prop in kept:
+        proto.metadata_props.add(key=prop.key, value=prop.value)
+    for key, value in props.items():
+        proto.metadata_props.add(key=key, value=value)

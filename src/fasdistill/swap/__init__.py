@@ -1,0 +1,1 @@
+"""SWAP measurement: speed, weight, accuracy and power of deployable models."""

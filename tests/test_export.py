@@ -1,0 +1,189 @@
+"""Export: ONNX and INT8 artifacts checked against PyTorch, metadata inside, clean failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from fasdistill.cli import main
+from fasdistill.data.loader import read_crop_index
+from fasdistill.engine.checkpoint import load_deployable
+from fasdistill.engine.trainer import train
+from fasdistill.errors import InputError
+from fasdistill.export import pipeline
+from fasdistill.export.onnx import read_onnx_metadata
+from fasdistill.export.pipeline import ExportOptions, export_checkpoint, load_images
+from fasdistill.models import bonafide_score
+from fasdistill.swap.machine import cpu_info
+from fasdistill.swap.speed import Latency, interleaved_latency
+from fasdistill.utils.ort import open_session
+from test_train import make_index, smoke
+
+FAST = {"latency_runs": 3, "latency_seconds": 0.0}
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_index(tmp_path_factory.mktemp("toy"), {"train": 12, "dev": 8, "test": 8})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A briefly trained swapnet: scores that separate the classes, a dev EER threshold."""
+    run = tmp_path_factory.mktemp("run")
+    config = smoke(**{"model.name": "swapnet", "train.epochs": 3, "data.input_size": 16})
+    train(config, index, run, show_progress=False)
+    return run / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint: Path, index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("export")
+    export_checkpoint(checkpoint, index, out, ExportOptions(**FAST), log=lambda _: None)
+    return out
+
+
+def test_onnx_matches_pytorch_with_dynamic_batch_and_carries_its_preprocessing(
+    exported: Path, checkpoint: Path, index: Path
+) -> None:
+    model, meta = load_deployable(checkpoint)
+    onnx_meta = read_onnx_metadata(exported / "model.onnx")
+    for key in ("model", "input_size", "crop_scale", "colour_order", "mean", "std", "classes"):
+        assert onnx_meta[key] == meta[key], key
+    assert onnx_meta["threshold"] == pytest.approx(meta["threshold"])
+    assert onnx_meta["threshold_criterion"] == meta["threshold_criterion"]
+    proto = onnx.load(str(exported / "model.onnx"))
+    assert proto.opset_import[0].version >= 17
+    session = open_session(exported / "model.onnx", threads=1)
+    images = load_images(read_crop_index(index), "test", meta["input_size"], 5)
+    with torch.no_grad():
+        expected = bonafide_score(model(torch.from_numpy(images))).numpy()
+    for batch in (1, 5):  # the batch axis is dynamic
+        got = np.concatenate(
+            [
+                session.run(["score"], {"image": images[i : i + batch]})[0]
+                for i in range(0, 5, batch)
+            ]
+        )
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    report = json.loads((exported / "export.json").read_text())
+    assert report["formats"]["onnx"]["parity"]["max_abs_score_diff"] <= 1e-4
+    assert report["formats"]["onnx"]["bytes"] == (exported / "model.onnx").stat().st_size
+    assert report["accuracy"]["onnx"]["test"]["acer"] == pytest.approx(
+        report["accuracy"]["pytorch"]["test"]["acer"]
+    )
+    assert set(report["latency"]["runtimes"]) == {"pytorch", "onnx", "onnx-int8"}
+    assert {"model", "isa", "int8_dot_product"} <= set(report["machine"]["cpu"])
+    assert not list(exported.glob(".*"))  # no temporary files left
+
+
+def test_int8_is_calibrated_on_train_keeps_the_stem_fp32_and_carries_its_own_threshold(
+    exported: Path,
+) -> None:
+    report = json.loads((exported / "export.json").read_text())
+    int8 = report["formats"]["onnx-int8"]
+    assert int8["calibration"]["split"] == "train"
+    meta = read_onnx_metadata(exported / "model.int8.onnx")
+    assert meta["threshold"] == pytest.approx(int8["threshold"])
+    assert "int8" in meta["threshold_criterion"]
+    graph = onnx.load(str(exported / "model.int8.onnx")).graph
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    producers = {out: n.op_type for n in graph.node for out in n.output}
+    stem = next(n for n in graph.node if n.op_type == "Conv")
+    assert producers.get(stem.input[1]) != "DequantizeLinear"  # stem weights stay fp32
+    second = [n for n in graph.node if n.op_type == "Conv"][1]
+    assert producers.get(second.input[1]) == "DequantizeLinear"
+    assert int8["bytes"] < report["formats"]["onnx"]["bytes"]
+
+
+def test_export_reads_dev_and_train_crops_never_test(
+    checkpoint: Path, index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    splits: list[str] = []
+    original = pipeline.load_images
+
+    def spy(idx, split, size, count):
+        splits.append(split)
+        return original(idx, split, size, count)
+
+    monkeypatch.setattr(pipeline, "load_images", spy)
+    options = ExportOptions(formats=("onnx-int8",), **FAST)
+    export_checkpoint(checkpoint, index, tmp_path, options, log=lambda _: None)
+    assert sorted(splits) == ["dev", "train"]
+    # asked only for INT8, the fp32 source is not left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.int8.onnx"]
+
+
+def test_failed_parity_writes_nothing(checkpoint: Path, index: Path, tmp_path: Path) -> None:
+    strict = ExportOptions(formats=("onnx",), fp32_tolerance=-1.0, **FAST)
+    with pytest.raises(InputError, match=r"model\.onnx: not written; ONNX scores differ"):
+        export_checkpoint(checkpoint, index, tmp_path, strict, log=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+    picky = ExportOptions(formats=("onnx-int8",), int8_min_agreement=1.01, **FAST)
+    with pytest.raises(InputError, match=r"model\.int8\.onnx: not written; INT8 decisions agree"):
+        export_checkpoint(checkpoint, index, tmp_path, picky, log=lambda _: None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_export_and_its_errors(
+    checkpoint: Path, index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    fast = ["--latency-runs", "2", "--latency-seconds", "0"]
+    args = ["export", str(checkpoint), "--data", str(index), "--out", str(out)]
+    assert main([*args, "--format", "onnx", *fast]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx"]
+    capsys.readouterr()
+    assert main([*args, "--format", "onnx,pdf"]) == 2
+    assert "unknown export formats ['pdf']" in capsys.readouterr().err
+    not_ours = tmp_path / "random.pt"
+    not_ours.write_bytes(b"not a checkpoint")
+    assert main(["export", str(not_ours), "--data", str(index), "--out", str(out)]) == 2
+    assert "random.pt: not a readable fasdistill checkpoint" in capsys.readouterr().err
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert main(["export", str(checkpoint), "--data", str(index), "--out", str(blocked / "x")]) == 2
+    assert "cannot create the output directory" in capsys.readouterr().err
+    no_dev = make_index(tmp_path / "nodev", {"train": 4, "test": 4})
+    assert main(["export", str(checkpoint), "--data", str(no_dev), "--out", str(out)]) == 2
+    assert "the dev split needs bona fide and attack crops" in capsys.readouterr().err
+
+
+def test_metadata_is_required_to_read_a_foreign_onnx(exported: Path, tmp_path: Path) -> None:
+    proto = onnx.load(str(exported / "model.onnx"))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    with pytest.raises(InputError, match=r"bare\.onnx: no fasdistill metadata"):
+        read_onnx_metadata(bare)
+
+
+def test_cpu_info_reads_model_and_isa_flags(tmp_path: Path) -> None:
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(
+        "processor\t: 0\nmodel name\t: Test CPU 9000\n"
+        "flags\t\t: fpu sse avx2 fma avx512f avx512_vnni\n"
+    )
+    info = cpu_info(fake)
+    assert info["model"] == "Test CPU 9000"
+    assert info["isa"] == ["avx2", "fma", "avx512f", "avx512_vnni"]
+    assert info["int8_dot_product"] is True
+    fake.write_text("model name\t: Old CPU\nflags\t\t: sse avx2\n")
+    assert cpu_info(fake)["int8_dot_product"] is False
+
+
+def test_interleaved_latency_alternates_and_runs_enough() -> None:
+    order: list[str] = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    timings = interleaved_latency(calls, min_runs=7, min_seconds=0.0, warmup=2)
+    assert order == ["a", "b"] * 9  # 2 warm-up rounds, then 7 timed, alternating
+    assert timings["a"].runs == timings["b"].runs == 7
+    stats = Latency.from_times([0.001] * 99 + [0.1])
+    assert stats.median_ms == pytest.approx(1.0)
+    assert stats.p99_ms > stats.p95_ms == pytest.approx(1.0)
+    assert stats.fps == pytest.approx(1000.0)
