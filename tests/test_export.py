@@ -99,6 +99,25 @@ def test_int8_is_calibrated_on_train_keeps_the_stem_fp32_and_carries_its_own_thr
     second = [n for n in graph.node if n.op_type == "Conv"][1]
     assert producers.get(second.input[1]) == "DequantizeLinear"
     assert int8["bytes"] < report["formats"]["onnx"]["bytes"]
+    assert int8["calibration"]["stem"] == "fp32"
+    assert "stem fp32" in json.loads(
+        next(
+            p.value
+            for p in onnx.load(str(exported / "model.int8.onnx")).metadata_props
+            if p.key == "quantization"
+        )
+    )
+
+
+def test_int8_stem_flag_quantizes_the_first_convolution(
+    checkpoint: Path, index: Path, tmp_path: Path
+) -> None:
+    options = ExportOptions(formats=("onnx-int8",), int8_stem=True, int8_min_agreement=0, **FAST)
+    export_checkpoint(checkpoint, index, tmp_path, options, log=lambda _: None)
+    graph = onnx.load(str(tmp_path / "model.int8.onnx")).graph
+    producers = {out: n.op_type for n in graph.node for out in n.output}
+    stem = next(n for n in graph.node if n.op_type == "Conv")
+    assert producers.get(stem.input[1]) == "DequantizeLinear"
 
 
 def test_export_reads_dev_and_train_crops_never_test(

@@ -31,6 +31,11 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=defaults.threads, help="runtime threads")
     p.add_argument("--parity-crops", type=int, default=defaults.parity_crops)
     p.add_argument("--calibration-crops", type=int, default=defaults.calibration_crops)
+    p.add_argument(
+        "--int8-stem",
+        action="store_true",
+        help="quantize the first convolution too (default: it stays fp32, see docs/export.md)",
+    )
     p.add_argument("--latency-runs", type=int, default=defaults.latency_runs)
     p.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds)
     p.set_defaults(handler=_run_export, stage="export")
@@ -47,6 +52,7 @@ def _run_export(args: argparse.Namespace) -> int:
         parity_crops=args.parity_crops,
         calibration_crops=args.calibration_crops,
         threads=args.threads,
+        int8_stem=args.int8_stem,
         latency_runs=args.latency_runs,
         latency_seconds=args.latency_seconds,
     )

@@ -48,6 +48,7 @@ class ExportOptions:
     calibration_crops: int = 256  # train crops that calibrate INT8 ranges
     fp32_tolerance: float = 1e-4  # max |score difference| an fp32 export may show
     int8_min_agreement: float = 0.95  # fraction of parity crops with the same decision
+    int8_stem: bool = False  # quantize the first convolution too (default: it stays fp32)
     threads: int = 1  # ONNX Runtime and torch threads for scoring and timing
     latency_runs: int = 200
     latency_seconds: float = 3.0
@@ -189,7 +190,7 @@ def export_checkpoint(
             int8 = out / FILE_NAMES["onnx-int8"]
             tmp_int8 = out / f".{FILE_NAMES['onnx-int8']}.tmp"
             start = time.perf_counter()
-            quantize_int8(fp32_onnx, tmp_int8, calibration)
+            quantize_int8(fp32_onnx, tmp_int8, calibration, keep_stem_fp32=not options.int8_stem)
             seconds = time.perf_counter() - start
             # Quantization shifts scores, so the INT8 model gets its own threshold, chosen
             # the same way on the same dev crops (never test), and carries it.
@@ -209,7 +210,8 @@ def export_checkpoint(
             report["formats"]["onnx-int8"]["calibration"] = {
                 "split": "train",
                 "crops": len(calibration),
-                "method": "minmax, QDQ, per-channel int8 weights, uint8 activations, stem in fp32",
+                "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
+                "stem": "int8" if options.int8_stem else "fp32",
             }
             log(f"onnx-int8: {int8} decision agreement {100 * check['decision_agreement']:.1f} %")
     finally:

@@ -12,6 +12,7 @@ share of the compute.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -79,8 +80,8 @@ def quantize_int8(
         )
     proto = onnx.load(str(int8_path))
     props = {p.key: p.value for p in source.metadata_props}
-    add_metadata(
-        proto, props | {"quantization": '"static int8 QDQ, per-channel weights, stem fp32"'}
-    )
+    stem = "fp32" if keep_stem_fp32 else "int8"
+    note = json.dumps(f"static int8 QDQ, per-channel weights, stem {stem}")
+    add_metadata(proto, props | {"quantization": note})
     onnx.save(proto, str(int8_path))
     return int8_path
