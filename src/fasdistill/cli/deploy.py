@@ -59,3 +59,94 @@ def _run_export(args: argparse.Namespace) -> int:
     export_checkpoint(args.checkpoint, args.data, args.out, options)
     print(f"wrote {args.out / 'export.json'}")
     return 0
+
+
+def _pairs(text: str, flag: str) -> dict[str, str]:
+    """``a=1,b=2`` -> {"a": "1", "b": "2"}; a malformed item names the flag."""
+    pairs = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"{flag}: expected key=value items separated by commas, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def add_swap(sub: argparse._SubParsersAction) -> None:
+    from fasdistill.swap.measure import RUNTIMES, SwapOptions
+
+    defaults = SwapOptions()
+    p = sub.add_parser(
+        "swap",
+        help="Speed, Weight, Accuracy and Power of models side by side (swap.json, swap.md)",
+        description="Export and check every model, then measure latency per runtime with all "
+        "models interleaved in one process, parameters/MACs/bytes, ISO metrics on test at "
+        "thresholds fixed on dev with retention against the first model (paired bootstrap "
+        "intervals), and energy per inference: measured from RAPL counters where readable, "
+        "otherwise modelled and labelled so.",
+    )
+    p.add_argument(
+        "--models", nargs="+", required=True, type=Path, help="best.pt files; first = reference"
+    )
+    p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
+    p.add_argument("--out", required=True, type=Path, help="report directory")
+    p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"from {', '.join(RUNTIMES)}")
+    p.add_argument("--threads", type=int, default=defaults.threads)
+    p.add_argument("--batch", type=int, default=defaults.batch, help="second batch size besides 1")
+    p.add_argument("--latency-runs", type=int, default=defaults.latency_runs)
+    p.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds)
+    p.add_argument("--bootstrap", type=int, default=defaults.bootstrap, help="0: no intervals")
+    p.add_argument(
+        "--profile",
+        default="",
+        help="device-profile overrides, e.g. active_watts=2,fp32_mac_pj=3.7 (see docs/swap.md)",
+    )
+    p.add_argument(
+        "--weights", default="", help="SWAP-score weights, e.g. speed=2,weight=1,accuracy=4,power=1"
+    )
+    p.set_defaults(handler=_run_swap, stage="swap")
+
+
+def _run_swap(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from fasdistill.swap.measure import SwapOptions, run_swap
+    from fasdistill.swap.power import DeviceProfile
+    from fasdistill.swap.report import write_reports
+
+    fields = {f.name: f.type for f in dataclasses.fields(DeviceProfile)}
+    overrides: dict[str, object] = {}
+    for key, value in _pairs(args.profile, "--profile").items():
+        if key not in fields:
+            raise InputError(f"--profile: unknown key {key!r}; known: {', '.join(fields)}")
+        try:
+            overrides[key] = value if key == "name" else float(value)
+        except ValueError:
+            raise InputError(f"--profile: {key} must be a number, got {value!r}") from None
+    weights = SwapOptions().score_weights
+    for key, value in _pairs(args.weights, "--weights").items():
+        try:
+            weights[key] = float(value)
+        except ValueError:
+            raise InputError(f"--weights: {key} must be a number, got {value!r}") from None
+    options = SwapOptions(
+        runtimes=tuple(r.strip() for r in args.runtimes.split(",") if r.strip()),
+        threads=args.threads,
+        batch=args.batch,
+        latency_runs=args.latency_runs,
+        latency_seconds=args.latency_seconds,
+        bootstrap=args.bootstrap,
+        profile=DeviceProfile(**overrides),
+        score_weights=weights,
+    )
+    options.validate()
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"{args.out}: cannot create the report directory ({exc.strerror})"
+        ) from None
+    swap = run_swap(list(args.models), args.data, args.out, options)
+    for path in write_reports(swap, args.out):
+        print(f"wrote {path}")
+    return 0

@@ -105,6 +105,7 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike[
         warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             scored,
             (dummy,),

@@ -50,7 +50,7 @@ class ExportOptions:
     int8_min_agreement: float = 0.95  # fraction of parity crops with the same decision
     int8_stem: bool = False  # quantize the first convolution too (default: it stays fp32)
     threads: int = 1  # ONNX Runtime and torch threads for scoring and timing
-    latency_runs: int = 200
+    latency_runs: int = 200  # 0: no latency measurement (the SWAP report times models itself)
     latency_seconds: float = 3.0
 
     def validate(self) -> None:
@@ -59,6 +59,8 @@ class ExportOptions:
             raise InputError(f"unknown export formats {unknown}; choose from {', '.join(FORMATS)}")
         if self.parity_crops < 1 or self.calibration_crops < 1 or self.threads < 1:
             raise InputError("parity crops, calibration crops and threads must be >= 1")
+        if self.latency_runs < 0:
+            raise InputError(f"latency runs must be >= 0, got {self.latency_runs}")
 
 
 def load_images(index: CropIndex, split: str, size: int, count: int) -> np.ndarray:
@@ -270,6 +272,8 @@ def _measure(
         name: split_metrics(scorer, index, size, meta, threshold)
         for name, (scorer, threshold) in scorers.items()
     }
+    if options.latency_runs == 0:
+        return
     one = np.zeros((1, 3, size, size), np.float32)
     timings = interleaved_latency(
         {name: (lambda s=s: s(one)) for name, (s, _) in scorers.items()},

@@ -1,0 +1,211 @@
+"""SWAP: the measurement, its ratios and intervals, the modelled power, the reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fasdistill.cli import main
+from fasdistill.engine.trainer import train
+from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weighted_auc
+from fasdistill.metrics.pad import auc
+from fasdistill.metrics.scores import ScoreSet
+from fasdistill.models import build_model, count_macs, count_params
+from fasdistill.swap.measure import SwapOptions, labels_for, pareto_front, swap_score
+from fasdistill.swap.power import (
+    DeviceProfile,
+    compute_energy_j,
+    inferences_per_battery_percent,
+    measure_rapl_j,
+    rapl_domains,
+)
+from fasdistill.swap.weight import measure_weight
+from test_train import make_index, smoke
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_index(tmp_path_factory.mktemp("toy"), {"train": 12, "dev": 8, "test": 8})
+
+
+def trained(index: Path, root: Path, name: str, model: str, epochs: int) -> Path:
+    config = smoke(**{"model.name": model, "train.epochs": epochs, "data.input_size": 16})
+    train(config, index, root / name, show_progress=False)
+    return root / name / "checkpoints" / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def report(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    teacher = trained(index, root, "teacher", "swapnet", 3)
+    student = trained(index, root, "student", "smoke-cnn", 3)
+    out = root / "report"
+    args = ["swap", "--models", str(teacher), str(student), "--data", str(index)]
+    fast = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "50", "--batch", "2"]
+    assert main([*args, "--out", str(out), *fast]) == 0
+    return out
+
+
+def test_swap_report_has_every_model_runtime_and_label(report: Path) -> None:
+    swap = json.loads((report / "swap.json").read_text())
+    assert swap["reference"] == "teacher"
+    assert [m["label"] for m in swap["models"]] == ["teacher", "student"]
+    teacher, student = swap["models"]
+    for m in swap["models"]:
+        assert set(m["latency"]) == {"onnx", "onnx-int8", "pytorch"}
+        assert set(m["latency"]["onnx"]) == {"batch1", "batch2"}
+        assert set(m["accuracy"]) == {"pytorch", "onnx", "onnx-int8"}
+        for power in m["power"].values():
+            assert power["measured_j"] is None or power["measured_label"].startswith("measured")
+            assert power["energy_source"] in ("measured, RAPL", "modelled, active power")
+            assert power["modelled_compute_label"].startswith("modelled")
+        assert (report / "artifacts" / m["label"] / "model.onnx").exists()
+    assert teacher["vs_reference"]["accuracy"]["retention"] == pytest.approx(1.0)
+    assert teacher["swap_score"] == pytest.approx(1.0)
+    acer_t = teacher["accuracy"]["pytorch"]["test"]["acer"]
+    acer_s = student["accuracy"]["pytorch"]["test"]["acer"]
+    retention = student["vs_reference"]["accuracy"]
+    assert retention["retention"] == pytest.approx((1 - acer_s) / (1 - acer_t))
+    lo, hi = retention["retention_ci"]
+    assert lo <= hi
+    speedup = student["vs_reference"]["onnx"]["speedup"]
+    assert speedup == pytest.approx(
+        teacher["latency"]["onnx"]["batch1"]["median_ms"]
+        / student["latency"]["onnx"]["batch1"]["median_ms"]
+    )
+    assert student["weight"]["params"] < teacher["weight"]["params"]
+    md = (report / "swap.md").read_text()
+    assert md.count("| teacher (swapnet) |") == 1 and "| student (smoke-cnn) |" in md
+    assert "modelled" in md and "Pareto front" in md
+
+
+def test_swap_bad_input_is_one_line_and_writes_nothing(
+    index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    base = ["swap", "--data", str(index), "--out", str(out)]
+    cases = [
+        (["--models", str(tmp_path / "none.pt")], "none.pt: checkpoint not found"),
+        (["--models", "x.pt", "--runtimes", "tflite"], "unknown runtimes ['tflite']"),
+        (["--models", "x.pt", "--profile", "watts=2"], "--profile: unknown key 'watts'"),
+        (["--models", "x.pt", "--weights", "speed=fast"], "--weights: speed must be a number"),
+        (["--models", "x.pt", "--weights", "beauty=1"], "SWAP score weights take keys"),
+    ]
+    for extra, message in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (out / "swap.json").exists()
+
+
+def test_labels_are_the_shortest_unique_run_paths() -> None:
+    paths = [Path(f"runs/{m}/seed0/checkpoints/best.pt") for m in ("kd", "scratch")]
+    assert labels_for(paths) == ["kd/seed0", "scratch/seed0"]
+    assert labels_for([Path("runs/t/checkpoints/best.pt"), Path("s.pt")]) == ["t", "s"]
+
+
+def test_weight_counts_match_the_model_zoo_and_activations_add_up() -> None:
+    model = build_model("smoke-cnn", num_classes=3).deployable()
+    weight = measure_weight(model, 16)
+    assert weight.params == count_params(model)
+    assert weight.macs == count_macs(model, 16)
+    assert 0 < weight.peak_layer_elements <= 2 * weight.activation_elements + 3 * 16 * 16
+    assert weight.bytes_moved(4) == 4 * (weight.params + 2 * weight.activation_elements)
+
+
+def test_modelled_energy_uses_the_profile_and_battery_arithmetic() -> None:
+    profile = DeviceProfile()
+    assert compute_energy_j(10**9, 0, False, profile) == pytest.approx(4.6e-3)  # 1 GMAC fp32
+    assert compute_energy_j(10**9, 0, True, profile) == pytest.approx(0.23e-3)
+    assert compute_energy_j(0, 4, False, profile) == pytest.approx(640e-12)  # one 32-bit word
+    # 1 % of 4,000 mAh at 3.85 V is 554.4 J
+    assert inferences_per_battery_percent(1.0) == pytest.approx(554.4)
+
+
+def test_rapl_is_read_when_present_and_absent_otherwise(tmp_path: Path) -> None:
+    assert rapl_domains(tmp_path / "none") == []
+    assert measure_rapl_j(lambda: None, 5, tmp_path / "none") is None
+    zone = tmp_path / "intel-rapl:0"
+    zone.mkdir()
+    counter = zone / "energy_uj"
+    counter.write_text("1000\n")
+    (zone / "max_energy_range_uj").write_text("10000\n")
+    (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-zone is not counted twice
+
+    def burn() -> None:  # the counter advances 200 uJ per call and wraps around
+        counter.write_text(f"{(int(counter.read_text()) + 200) % 10000}\n")
+
+    counter.write_text("9900\n")
+    measured = measure_rapl_j(burn, 4, tmp_path)
+    assert measured is not None and measured["energy_j"] == pytest.approx(200e-6)
+    assert measured["label"].startswith("measured")
+
+
+def toy_scores(values: np.ndarray) -> ScoreSet:
+    n = len(values)
+    labels = ["bonafide" if i % 3 == 0 else "attack" for i in range(n)]
+    pai = ["" if lab == "bonafide" else ("print", "replay")[i % 2] for i, lab in enumerate(labels)]
+    return ScoreSet.from_arrays(
+        values,
+        labels,
+        pai,
+        [f"v{i}" for i in range(n)],
+        [f"s{i % 7}" for i in range(n)],
+        [f"p{i}" for i in range(n)],
+    )
+
+
+def test_weighted_auc_equals_auc_of_the_resampled_set() -> None:
+    rng = np.random.default_rng(0)
+    values = np.round(rng.random(60), 1)  # ties on purpose
+    scores = toy_scores(values)
+    assert weighted_auc(scores, np.ones((1, 60)))[0] == pytest.approx(auc(scores))
+    weights = unit_weights(scores, "subject", 4, seed=1)
+    for row in weights:
+        picks = np.repeat(np.arange(60), row.astype(int))
+        resampled = ScoreSet.from_arrays(
+            values[picks],
+            [("bonafide" if i % 3 == 0 else "attack") for i in picks],
+            [("" if i % 3 == 0 else ("print", "replay")[i % 2]) for i in picks],
+            [f"v{i}" for i in picks],
+            [f"s{i % 7}" for i in picks],
+            [f"p{i}" for i in picks],
+        )
+        assert weighted_auc(scores, row[None])[0] == pytest.approx(auc(resampled))
+
+
+def test_paired_bootstrap_of_a_model_against_itself_has_zero_difference() -> None:
+    scores = toy_scores(np.random.default_rng(2).random(90))
+    a, b = paired_acer_samples(scores, 0.5, scores, 0.5, n_resamples=200)
+    np.testing.assert_array_equal(a, b)
+    worse, _ = paired_acer_samples(scores, 0.9, scores, 0.5, n_resamples=200)
+    assert not np.array_equal(worse, a)
+
+
+def test_swap_score_and_pareto_front() -> None:
+    options = SwapOptions()
+    ratios = {
+        "onnx": {"speedup": 8.0, "energy_ratio": 0.125},
+        "params_ratio": 0.125,
+        "accuracy": {"retention": 1.0},
+    }
+    assert swap_score(ratios, options) == pytest.approx(8.0**0.75)  # geometric mean
+    options.score_weights = {"speed": 0, "weight": 0, "accuracy": 1, "power": 0}
+    assert swap_score(ratios, options) == pytest.approx(1.0)
+
+    def model(label: str, acer: float, ms: float, params: int) -> dict:
+        return {
+            "label": label,
+            "accuracy": {"pytorch": {"test": {"acer": acer}}},
+            "latency": {"onnx": {"batch1": {"median_ms": ms}}},
+            "power": {"onnx": {"energy_j": ms * 1.5e-3}},
+            "weight": {"params": params},
+        }
+
+    models = [model("t", 0.05, 10, 100), model("s", 0.04, 1, 10), model("w", 0.2, 2, 20)]
+    assert pareto_front(models, ("onnx",)) == ["s"]  # s beats t and w on every axis
+    models.append(model("tiny", 0.3, 0.5, 5))  # worse accuracy but faster and smaller
+    assert pareto_front(models, ("onnx",)) == ["s", "tiny"]
