@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +215,52 @@ def test_swap_score_and_pareto_front() -> None:
     assert pareto_front(models, ("onnx",)) == ["s"]  # s beats t and w on every axis
     models.append(model("tiny", 0.3, 0.5, 5))  # worse accuracy but faster and smaller
     assert pareto_front(models, ("onnx",)) == ["s", "tiny"]
+
+
+def browser() -> str | None:
+    """Debian's chromium (installed by .ci/run); CI sets FASDISTILL_REQUIRE_BROWSER=1."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and os.environ.get("FASDISTILL_REQUIRE_BROWSER") == "1":
+        pytest.fail("chromium is required here (FASDISTILL_REQUIRE_BROWSER=1) but not installed")
+    return found
+
+
+def test_report_html_is_self_contained(report: Path) -> None:
+    page = (report / "report.html").read_text()
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no remote resources
+    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert len(images) == 4
+    for data in images:
+        assert base64.b64decode(data).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_report_html_renders_in_a_headless_browser(report: Path, tmp_path: Path) -> None:
+    chromium = browser()
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install chromium; .ci/run installs it)")
+    page = (report / "report.html").read_text()
+    # The probe needs an inline script, which the report's policy forbids; allow only that.
+    probe = """<script>window.addEventListener('load', () => {
+      const imgs = [...document.images];
+      document.body.setAttribute('data-probe', JSON.stringify({
+        rows: document.querySelectorAll('#swap-table tbody tr').length,
+        images: imgs.length,
+        decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+        fetched: performance.getEntriesByType('resource').length}));
+    });</script></body>"""
+    page = page.replace(
+        "style-src 'unsafe-inline'", "style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+    )
+    copy = tmp_path / "probe.html"
+    copy.write_text(page.replace("</body>", probe))
+    result = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+         "--dump-dom", copy.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    found = re.search(r"data-probe=\"([^\"]+)\"", result.stdout)
+    assert found, result.stderr[-2000:]
+    probe_result = json.loads(html.unescape(found.group(1)))
+    swap = json.loads((report / "swap.json").read_text())
+    assert probe_result == {"rows": len(swap["models"]), "images": 4, "decoded": 4, "fetched": 0}

@@ -30,7 +30,7 @@ from fasdistill.export.pipeline import (
     torch_scorer,
 )
 from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weighted_auc
-from fasdistill.metrics.scores import ScoreSet
+from fasdistill.metrics.scores import ScoreSet, write_scores
 from fasdistill.swap.machine import machine
 from fasdistill.swap.power import (
     DeviceProfile,
@@ -121,6 +121,7 @@ def run_swap(
         weight = measure_weight(model, size)
         scores = score_split(model, CropDataset(index, "test", size), torch.device("cpu"), 64, 0)
         test_scores[label] = (scores, float(meta["threshold"]))
+        score_file = write_scores(out / "scores" / f"{label.replace('/', '__')}.test.csv", scores)
         callers["pytorch"][label] = _torch_call(model)
         for fmt in formats:
             path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
@@ -137,6 +138,7 @@ def run_swap(
                 | {"bytes": {f: e["bytes"] for f, e in export["formats"].items()}},
                 "accuracy": export["accuracy"],
                 "export": {f: e["parity"] for f, e in export["formats"].items()},
+                "test_scores": str(score_file.relative_to(out)),
             }
         )
         log(f"{label}: {meta['model']}, {weight.params / 1e6:.3f} M params, exported {formats}")

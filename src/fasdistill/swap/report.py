@@ -1,4 +1,4 @@
-"""SWAP reports: ``swap.json`` (every figure with its provenance) and ``swap.md``."""
+"""SWAP reports: ``swap.json`` (every figure with its provenance), ``swap.md``, ``report.html``."""
 
 from __future__ import annotations
 
@@ -114,7 +114,10 @@ def markdown(swap: dict[str, Any]) -> str:
 
 def write_reports(swap: dict[str, Any], out: Path) -> list[Path]:
     """``swap.json`` and ``swap.md`` into ``out``, each written atomically."""
+    from fasdistill.swap.html import write_html
+
     return [
         atomic_write_json(out / "swap.json", swap),
         atomic_write_text(out / "swap.md", markdown(swap)),
+        write_html(swap, out),
     ]

@@ -1,0 +1,236 @@
+"""A self-contained ``report.html``: the SWAP table and its charts, nothing fetched.
+
+Images are PNGs inlined as data URIs, the style is inline, and a Content Security
+Policy forbids every other source, so the page renders the same offline, from an
+e-mail attachment or an artifact store, and cannot call out to the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from fasdistill.metrics.pad import error_curve
+from fasdistill.metrics.plots import _DET_CLIP, _DET_TICKS, _png, _probit, _subsample
+from fasdistill.metrics.scores import read_scores
+from fasdistill.utils.atomic import atomic_write_text
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+AXIS_LABELS = {"S": "Speed-up", "W": "1 / params", "A": "Retention", "P": "1 / energy"}
+
+
+def _colour(i: int) -> str:
+    return COLOURS[i % len(COLOURS)]
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """Label a log axis 0.5, 1, 2, 5 ... instead of 5x10^-1, 10^0, 2x10^0."""
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
+
+
+def pareto_png(swap: dict[str, Any]) -> bytes:
+    """Test ACER against headline-runtime latency; marker area ~ parameters."""
+    runtime = swap["options"]["runtimes"][0]
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    biggest = max(m["weight"]["params"] for m in swap["models"])
+    for i, m in enumerate(swap["models"]):
+        x = m["latency"][runtime]["batch1"]["median_ms"]
+        y = 100 * m["accuracy"]["pytorch"]["test"]["acer"]
+        size = 40 + 400 * m["weight"]["params"] / biggest
+        on_front = m["label"] in swap["pareto"]
+        ax.scatter(x, y, s=size, color=_colour(i), edgecolor="black" if on_front else "none")
+        ax.annotate(m["label"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
+    ax.set_xlabel(f"latency, {runtime}, batch 1 (ms, log)")
+    ax.set_ylabel("test ACER (%)")
+    ax.set_title("Accuracy vs latency (outlined: Pareto front; area ~ parameters)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    return _png(fig)
+
+
+def det_png(swap: dict[str, Any], root: Path) -> bytes:
+    """Test DET curves (worst species, ISO APCER) of every model, operating points marked."""
+    fig = Figure(figsize=(6.4, 5.2))
+    ax = fig.add_subplot()
+    for i, m in enumerate(swap["models"]):
+        scores = read_scores(root / m["test_scores"])
+        curve = error_curve(scores)
+        idx = _subsample(curve.thresholds.size)
+        ax.plot(
+            _probit(curve.apcer[idx]), _probit(curve.bpcer[idx]), color=_colour(i), label=m["label"]
+        )
+        test = m["accuracy"]["pytorch"]["test"]
+        ax.plot(
+            _probit(np.array([test["apcer"]])),
+            _probit(np.array([test["bpcer"]])),
+            "o",
+            color=_colour(i),
+            mec="black",
+        )
+    lim = _probit(np.array([_DET_CLIP, 0.95]))
+    ticks = [t for t in _DET_TICKS if _DET_CLIP <= t <= 0.95]
+    positions = _probit(np.array(ticks))
+    ax.set_xticks(positions, [f"{100 * t:g}" for t in ticks])
+    ax.set_yticks(positions, [f"{100 * t:g}" for t in ticks])
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
+    ax.set_xlabel("APCER, worst species (%)")
+    ax.set_ylabel("BPCER (%)")
+    ax.set_title("DET on test (dots: threshold fixed on dev)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def latency_png(swap: dict[str, Any]) -> bytes:
+    """Batch-1 median latency per runtime and model, p95 as the whisker."""
+    runtimes = swap["options"]["runtimes"]
+    models = swap["models"]
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    width = 0.8 / len(models)
+    for i, m in enumerate(models):
+        xs = np.arange(len(runtimes)) + (i - (len(models) - 1) / 2) * width
+        med = [m["latency"][r]["batch1"]["median_ms"] for r in runtimes]
+        p95 = [m["latency"][r]["batch1"]["p95_ms"] for r in runtimes]
+        err = [np.zeros(len(med)), np.subtract(p95, med)]
+        ax.bar(xs, med, width, yerr=err, color=_colour(i), label=m["label"], capsize=2)
+    ax.set_xticks(np.arange(len(runtimes)), runtimes)
+    ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
+    ax.set_ylabel("ms per image (log; whisker: p95)")
+    ax.set_title(
+        f"Latency per runtime, batch 1, {swap['options']['threads']} thread(s)", fontsize=9
+    )
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def swap_letters_png(swap: dict[str, Any]) -> bytes:
+    """The four SWAP gains over the reference per model, on a log axis (1 = reference)."""
+    runtime = swap["options"]["runtimes"][0]
+    models = swap["models"]
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.add_subplot()
+    letters = list(AXIS_LABELS)
+    width = 0.8 / len(models)
+    for i, m in enumerate(models):
+        r = m["vs_reference"]
+        gains = [
+            r[runtime]["speedup"],
+            1 / r["params_ratio"],
+            r["accuracy"]["retention"],
+            1 / r[runtime]["energy_ratio"],
+        ]
+        xs = np.arange(4) + (i - (len(models) - 1) / 2) * width
+        ax.bar(
+            xs, gains, width, color=_colour(i), label=f"{m['label']} (score {m['swap_score']:.2f})"
+        )
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xticks(np.arange(4), [f"{k}: {AXIS_LABELS[k]}" for k in letters])
+    ax.set_yscale("log")
+    _plain_log_ticks(ax.yaxis)
+    ax.set_ylabel("gain over the reference (log)")
+    ax.set_title(f"S, W, A, P per model ({runtime})", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def render(swap: dict[str, Any], root: Path) -> str:
+    """The page: provenance, the SWAP table, then the four charts."""
+    runtime = swap["options"]["runtimes"][0]
+    cpu = swap["machine"]["cpu"]
+    rows = []
+    for m in swap["models"]:
+        acc = m["accuracy"]["pytorch"]["test"]
+        ratio = m["vs_reference"]
+        retention = ratio["accuracy"]
+        ci = retention.get("retention_ci")
+        ci_text = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+        power = m["power"][runtime]
+        cells = [
+            f"{html.escape(m['label'])}<br><small>{html.escape(m['model'])}</small>",
+            f"{m['weight']['params'] / 1e6:.3f} M",
+            f"{m['weight']['macs'] / 1e6:.1f} M",
+            f"{m['weight']['bytes'].get('onnx', 0) / 1e6:.2f} MB",
+            f"{100 * acc['acer']:.2f}",
+            f"{100 * retention['retention']:.1f}{ci_text}",
+            _fmt(acc["auc"], 4),
+            f"{m['latency'][runtime]['batch1']['median_ms']:.3f}",
+            f"{ratio[runtime]['speedup']:.1f}x",
+            f"{1e3 * power['energy_j']:.3f} mJ<br>"
+            f"<small>{html.escape(power['energy_source'])}</small>",
+            f"{power['inferences_per_battery_percent']:,.0f}",
+            f"{m['swap_score']:.2f}",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = [
+        "model", "params", "MACs", "ONNX size", "test ACER %", "retention % [95 % CI]", "AUC",
+        f"latency ms ({runtime})", "speed-up", "energy / inference", "per 1 % battery",
+        "SWAP score",
+    ]  # fmt: skip
+    figures = [
+        _img(swap_letters_png(swap), "SWAP gains per model"),
+        _img(pareto_png(swap), "accuracy versus latency"),
+        _img(det_png(swap, root), "DET curves of all models"),
+        _img(latency_png(swap), "latency per runtime"),
+    ]
+    versions = ", ".join(f"{k} {v}" for k, v in swap["machine"]["versions"].items())
+    isa = ", ".join(cpu["isa"]) or "no listed ISA extensions"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{CSP}">
+<title>SWAP report</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; max-width: 1200px; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+th {{ background: #f0f0f0; }}
+figure {{ display: inline-block; margin: 1em 1em 0 0; }}
+img {{ max-width: 100%; }}
+small {{ color: #666; }}
+</style></head><body>
+<h1>SWAP report</h1>
+<p>Reference: <b>{html.escape(swap["reference"])}</b>. Test split of
+<code>{html.escape(swap["index"])}</code>, thresholds fixed on dev. Speed and energy:
+{html.escape(runtime)}, batch 1, {swap["options"]["threads"]} thread(s), models interleaved in one
+process, on {html.escape(cpu["model"])} ({html.escape(isa)};
+{html.escape(versions)}). Energy labelled <i>modelled</i> is not measured.</p>
+<table id="swap-table"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<p>Pareto front (test ACER, latency, energy, parameters):
+{html.escape(", ".join(swap["pareto"]))}.</p>
+{chr(10).join(figures)}
+</body></html>
+"""
+
+
+def write_html(swap: dict[str, Any], out: Path) -> Path:
+    """``report.html`` into ``out`` (score files are read relative to it), atomically."""
+    return atomic_write_text(out / "report.html", render(swap, out))
