@@ -47,6 +47,7 @@ class Budget:
     teacher_steps: int = 810  # batch 64: 45 epochs of the 1,152 intra training crops
     student_steps: int = 405  # batch 128: 45 epochs of the same crops
     subjects: int = 60  # SynthSpoof subjects per domain
+    lodo_teacher: str = "teacher_resnet18_xdomain"  # the teacher recipe on lodo protocols
 
 
 @dataclass
@@ -85,9 +86,7 @@ def run_overrides(job: Job, budget: Budget, teacher: Path | None) -> tuple[Path,
     if job.method == "teacher":  # early stopping on dev as in its recipe
         # An unseen domain needs a teacher that cannot key on its source domains'
         # photometry; within the domains colour and blur are attack cues (see the recipes).
-        recipe = (
-            "teacher_resnet18_xdomain" if job.protocol.startswith("lodo") else "teacher_resnet18"
-        )
+        recipe = budget.lodo_teacher if job.protocol.startswith("lodo") else "teacher_resnet18"
         return RECIPES / f"{recipe}.yaml", [
             f"data.input_size={budget.input_size}",
             "data.workers=1",
@@ -291,13 +290,21 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=Budget.student_steps)
     parser.add_argument("--subjects", type=int, default=Budget.subjects, help="per domain")
     parser.add_argument(
+        "--lodo-teacher",
+        choices=["teacher_resnet18_xdomain", "teacher_resnet18"],
+        default=Budget.lodo_teacher,
+        help="teacher recipe on lodo protocols (teacher_resnet18: without domain randomisation)",
+    )
+    parser.add_argument(
         "--table-only", action="store_true", help="only tabulate the runs finished in --out"
     )
     args = parser.parse_args()
     protocols = args.protocols.split(",")
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    budget = Budget(args.input_size, args.teacher_steps, args.student_steps, args.subjects)
+    budget = Budget(
+        args.input_size, args.teacher_steps, args.student_steps, args.subjects, args.lodo_teacher
+    )
     if args.quick:  # a shorter teacher, which dominates the time; one run at a time on all cores
         protocols, methods, seeds = ["intra"], ["scratch", "kd"], [0]
         budget.teacher_steps, budget.student_steps = 360, 270
