@@ -32,10 +32,14 @@ def _colour(i: int) -> str:
 
 
 def _plain_log_ticks(axis: Any) -> None:
-    """Label a log axis 0.5, 1, 2, 5 ... instead of 5x10^-1, 10^0, 2x10^0."""
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    axis.set_major_formatter(plain)
-    axis.set_minor_formatter(plain)
+    """Label a log axis 0.5, 1, 2, 5, 10 ... instead of 5x10^-1, 10^0, 2x10^0."""
+
+    def label(value: float, _: int) -> str:
+        mantissa = value / 10 ** math.floor(math.log10(value)) if value > 0 else 0
+        return f"{value:g}" if round(mantissa, 6) in (1.0, 2.0, 5.0) else ""
+
+    axis.set_major_formatter(FuncFormatter(label))
+    axis.set_minor_formatter(FuncFormatter(label))
 
 
 def pareto_png(swap: dict[str, Any]) -> bytes:
@@ -52,6 +56,7 @@ def pareto_png(swap: dict[str, Any]) -> bytes:
         ax.scatter(x, y, s=size, color=_colour(i), edgecolor="black" if on_front else "none")
         ax.annotate(m["label"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
+    ax.margins(x=0.25, y=0.15)  # room for the labels beside the points
     _plain_log_ticks(ax.xaxis)
     ax.set_xlabel(f"latency, {runtime}, batch 1 (ms, log)")
     ax.set_ylabel("test ACER (%)")
@@ -210,8 +215,10 @@ table {{ border-collapse: collapse; font-size: 0.9em; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}
 td:first-child, th:first-child {{ text-align: left; }}
 th {{ background: #f0f0f0; }}
-figure {{ display: inline-block; margin: 1em 1em 0 0; }}
-img {{ max-width: 100%; }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fit, minmax(480px, 1fr));
+  gap: 1em; margin-top: 1em; }}
+figure {{ margin: 0; }}
+img {{ width: 100%; }}
 small {{ color: #666; }}
 </style></head><body>
 <h1>SWAP report</h1>
@@ -226,7 +233,9 @@ process, on {html.escape(cpu["model"])} ({html.escape(isa)};
 </tbody></table>
 <p>Pareto front (test ACER, latency, energy, parameters):
 {html.escape(", ".join(swap["pareto"]))}.</p>
+<div class="charts">
 {chr(10).join(figures)}
+</div>
 </body></html>
 """
 
