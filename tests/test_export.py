@@ -15,7 +15,7 @@ from fasdistill.data.loader import read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
-from fasdistill.export import pipeline
+from fasdistill.export import pipeline, pte
 from fasdistill.export.onnx import read_onnx_metadata
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint, load_images
 from fasdistill.models import bonafide_score
@@ -206,3 +206,52 @@ def test_interleaved_latency_alternates_and_runs_enough() -> None:
     assert stats.median_ms == pytest.approx(1.0)
     assert stats.p99_ms > stats.p95_ms == pytest.approx(1.0)
     assert stats.fps == pytest.approx(1000.0)
+
+
+def test_a_missing_runtime_is_skipped_by_default_and_an_error_when_named(
+    checkpoint: Path,
+    index: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(pte, "available", lambda: False)
+    out = tmp_path / "out"
+    args = ["export", str(checkpoint), "--data", str(index), "--out", str(out)]
+    fast = ["--latency-runs", "2", "--latency-seconds", "0"]
+    assert main([*args, *fast]) == 0
+    printed = capsys.readouterr().out
+    assert "pte: skipped, ExecuTorch is not installed (pip install 'fasdistill[mobile]')" in printed
+    report = json.loads((out / "export.json").read_text())
+    assert set(report["skipped"]) == {"pte", "pte-int8"}
+    assert set(report["formats"]) == {"onnx", "onnx-int8"}
+    assert main([*args, "--format", "onnx,pte", *fast]) == 2
+    assert "pte: ExecuTorch is not installed (pip install 'fasdistill[mobile]')" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.slow
+def test_executorch_programs_match_pytorch_and_carry_a_sidecar(
+    checkpoint: Path, index: Path, tmp_path: Path
+) -> None:
+    if not pte.available():
+        pytest.skip("ExecuTorch not installed (pip install 'fasdistill[mobile]')")
+    options = ExportOptions(formats=("pte", "pte-int8"), **FAST)
+    report = export_checkpoint(checkpoint, index, tmp_path, options, log=lambda _: None)
+    assert set(report["formats"]) == {"pte", "pte-int8"}  # no ONNX file was asked for
+    assert not list(tmp_path.glob("*.onnx"))
+    assert report["formats"]["pte"]["parity"]["max_abs_score_diff"] <= 1e-4
+    assert report["formats"]["pte-int8"]["parity"]["decision_agreement"] >= 0.95
+    _, meta = load_deployable(checkpoint)
+    for name, fmt in (("model.pte", "pte"), ("model.int8.pte", "pte-int8")):
+        sidecar = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sidecar["fasdistill_format"] == "fasdistill-pte/1"
+        assert sidecar["classes"] == meta["classes"] and sidecar["mean"] == meta["mean"]
+        assert sidecar["threshold"] == pytest.approx(report["formats"][fmt]["threshold"])
+    scorer = pte.pte_scorer(tmp_path / "model.pte", threads=1)
+    images = load_images(read_crop_index(index), "test", meta["input_size"], 3)
+    model, _ = load_deployable(checkpoint)
+    with torch.no_grad():
+        expected = bonafide_score(model(torch.from_numpy(images))).numpy()
+    np.testing.assert_allclose(scorer(images), expected, atol=1e-5)

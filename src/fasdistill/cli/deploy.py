@@ -25,8 +25,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument(
         "--format",
-        default=",".join(FORMATS),
-        help=f"comma-separated formats from {', '.join(FORMATS)} (default: all)",
+        help=f"comma-separated formats from {', '.join(FORMATS)} (default: all whose runtime "
+        "is installed; the others are skipped with a line naming the extra to install)",
     )
     p.add_argument("--threads", type=int, default=defaults.threads, help="runtime threads")
     p.add_argument("--parity-crops", type=int, default=defaults.parity_crops)
@@ -42,13 +42,15 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from fasdistill.export.pipeline import ExportOptions, export_checkpoint
+    from fasdistill.export.pipeline import FORMATS, ExportOptions, export_checkpoint
 
-    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    named = args.format is not None
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if named else FORMATS
     if not formats:
         raise InputError("--format: name at least one format")
     options = ExportOptions(
         formats=formats,
+        skip_unavailable=not named,  # a format asked for by name must not be skipped silently
         parity_crops=args.parity_crops,
         calibration_crops=args.calibration_crops,
         threads=args.threads,
@@ -73,7 +75,7 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
 
 
 def add_swap(sub: argparse._SubParsersAction) -> None:
-    from fasdistill.swap.measure import RUNTIMES, SwapOptions
+    from fasdistill.swap.measure import DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
 
     defaults = SwapOptions()
     p = sub.add_parser(
@@ -90,7 +92,11 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
     p.add_argument("--out", required=True, type=Path, help="report directory")
-    p.add_argument("--runtimes", default=",".join(RUNTIMES), help=f"from {', '.join(RUNTIMES)}")
+    p.add_argument(
+        "--runtimes",
+        default=",".join(DEFAULT_RUNTIMES),
+        help=f"from {', '.join(RUNTIMES)}; the first is the headline (pte needs the mobile extra)",
+    )
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--batch", type=int, default=defaults.batch, help="second batch size besides 1")
     p.add_argument("--latency-runs", type=int, default=defaults.latency_runs)

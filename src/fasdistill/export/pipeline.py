@@ -25,6 +25,7 @@ from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.evaluation import score_dataset
 from fasdistill.errors import InputError
+from fasdistill.export import pte
 from fasdistill.export.onnx import INPUT_NAME, add_metadata, export_onnx
 from fasdistill.export.quantize import quantize_int8
 from fasdistill.metrics import EvalOptions, evaluate
@@ -34,8 +35,13 @@ from fasdistill.swap.speed import interleaved_latency
 from fasdistill.utils.atomic import atomic_write_json
 from fasdistill.utils.ort import open_session
 
-FORMATS = ("onnx", "onnx-int8")
-FILE_NAMES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8")
+FILE_NAMES = {
+    "onnx": "model.onnx",
+    "onnx-int8": "model.int8.onnx",
+    "pte": "model.pte",
+    "pte-int8": "model.int8.pte",
+}
 Scorer = Callable[[np.ndarray], np.ndarray]
 
 
@@ -43,13 +49,14 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 class ExportOptions:
     """What to export and how strictly to check it."""
 
-    formats: tuple[str, ...] = FORMATS
+    formats: tuple[str, ...] = ("onnx", "onnx-int8")  # the CLI default is every format
     parity_crops: int = 256  # dev crops scored by PyTorch and by each export
     calibration_crops: int = 256  # train crops that calibrate INT8 ranges
     fp32_tolerance: float = 1e-4  # max |score difference| an fp32 export may show
     int8_min_agreement: float = 0.95  # fraction of parity crops with the same decision
     int8_stem: bool = False  # quantize the first convolution too (default: it stays fp32)
-    threads: int = 1  # ONNX Runtime and torch threads for scoring and timing
+    threads: int = 1  # runtime threads for scoring and timing
+    skip_unavailable: bool = False  # formats whose runtime is not installed: skip (else error)
     latency_runs: int = 200  # 0: no latency measurement (the SWAP report times models itself)
     latency_seconds: float = 3.0
 
@@ -97,6 +104,13 @@ def parity(
 def onnx_scorer(path: Path, threads: int) -> Scorer:
     session = open_session(path, threads)
     return lambda x: session.run(["score"], {INPUT_NAME: x.astype(np.float32)})[0]
+
+
+def runtime_scorer(fmt: str, path: Path, threads: int) -> Scorer:
+    """The scorer of an exported file in the runtime its format runs in."""
+    if fmt.startswith("pte"):
+        return pte.pte_scorer(path, threads)
+    return onnx_scorer(path, threads)
 
 
 def torch_scorer(model: torch.nn.Module) -> Scorer:
@@ -154,8 +168,16 @@ def export_checkpoint(
     reference = torch_scorer(model)
     ref_scores = reference(parity_images)
     formats = [f for f in FORMATS if f in options.formats]
+    skipped = {}
+    if not pte.available():
+        for fmt in [f for f in formats if f.startswith("pte")]:
+            if not options.skip_unavailable:
+                raise InputError(f"{fmt}: ExecuTorch is not installed ({pte.EXTRA})")
+            skipped[fmt] = f"ExecuTorch is not installed ({pte.EXTRA})"
+            log(f"{fmt}: skipped, {skipped[fmt]}")
+            formats.remove(fmt)
     calibration = None
-    if "onnx-int8" in formats:
+    if any(f.endswith("int8") for f in formats):
         calibration = load_images(index, "train", size, options.calibration_crops)
     report: dict[str, Any] = {
         "checkpoint": str(checkpoint),
@@ -167,55 +189,93 @@ def export_checkpoint(
         "options": asdict(options),
         "machine": machine(),
         "formats": {},
+        "skipped": skipped,
     }
     # The fp32 ONNX file is also the input of INT8; asked only for INT8, it stays temporary.
     fp32_onnx = out / (FILE_NAMES["onnx"] if "onnx" in formats else ".fp32-source.onnx.tmp")
     tmp_fp32 = out / f".{FILE_NAMES['onnx']}.tmp"
     written: dict[str, tuple[Path, float]] = {}  # format -> (file, its embedded threshold)
     try:
-        start = time.perf_counter()
-        export_onnx(model, meta, tmp_fp32)
-        seconds = time.perf_counter() - start
-        check = parity(ref_scores, onnx_scorer(tmp_fp32, options.threads)(parity_images), threshold)
-        if check["max_abs_score_diff"] > options.fp32_tolerance:
-            raise InputError(
-                f"{fp32_onnx}: not written; ONNX scores differ from PyTorch by up to "
-                f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g}) on "
-                f"{check['crops']} dev crops"
-            )
-        tmp_fp32.replace(fp32_onnx)
-        if "onnx" in formats:
-            written["onnx"] = (fp32_onnx, threshold)
-            report["formats"]["onnx"] = _entry(fp32_onnx, check, seconds, threshold)
-            log(f"onnx: {fp32_onnx} max |Δscore| {check['max_abs_score_diff']:.1e}")
-        if calibration is not None:
-            int8 = out / FILE_NAMES["onnx-int8"]
-            tmp_int8 = out / f".{FILE_NAMES['onnx-int8']}.tmp"
+        if "onnx" in formats or "onnx-int8" in formats:
             start = time.perf_counter()
-            quantize_int8(fp32_onnx, tmp_int8, calibration, keep_stem_fp32=not options.int8_stem)
+            export_onnx(model, meta, tmp_fp32)
             seconds = time.perf_counter() - start
-            # Quantization shifts scores, so the INT8 model gets its own threshold, chosen
-            # the same way on the same dev crops (never test), and carries it.
-            scorer = onnx_scorer(tmp_int8, options.threads)
-            int8_threshold = dev_threshold(scorer, index, size, meta)
-            set_threshold(tmp_int8, int8_threshold, f"{meta['threshold_criterion']}, int8 scores")
-            check = parity(ref_scores, scorer(parity_images), threshold, int8_threshold)
-            if check["decision_agreement"] < options.int8_min_agreement:
+            check = parity(
+                ref_scores, onnx_scorer(tmp_fp32, options.threads)(parity_images), threshold
+            )
+            if check["max_abs_score_diff"] > options.fp32_tolerance:
                 raise InputError(
-                    f"{int8}: not written; INT8 decisions agree with PyTorch on "
+                    f"{fp32_onnx}: not written; ONNX scores differ from PyTorch by up to "
+                    f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g}) on "
+                    f"{check['crops']} dev crops"
+                )
+            tmp_fp32.replace(fp32_onnx)
+            if "onnx" in formats:
+                written["onnx"] = (fp32_onnx, threshold)
+                report["formats"]["onnx"] = _entry(fp32_onnx, check, seconds, threshold)
+                log(f"onnx: {fp32_onnx} max |Δscore| {check['max_abs_score_diff']:.1e}")
+            if "onnx-int8" in formats and calibration is not None:
+                int8 = out / FILE_NAMES["onnx-int8"]
+                tmp_int8 = out / f".{FILE_NAMES['onnx-int8']}.tmp"
+                start = time.perf_counter()
+                quantize_int8(
+                    fp32_onnx, tmp_int8, calibration, keep_stem_fp32=not options.int8_stem
+                )
+                seconds = time.perf_counter() - start
+                # Quantization shifts scores, so the INT8 model gets its own threshold, chosen
+                # the same way on the same dev crops (never test), and carries it.
+                scorer = onnx_scorer(tmp_int8, options.threads)
+                int8_threshold = dev_threshold(scorer, index, size, meta)
+                set_threshold(
+                    tmp_int8, int8_threshold, f"{meta['threshold_criterion']}, int8 scores"
+                )
+                check = parity(ref_scores, scorer(parity_images), threshold, int8_threshold)
+                if check["decision_agreement"] < options.int8_min_agreement:
+                    raise InputError(
+                        f"{int8}: not written; INT8 decisions agree with PyTorch on "
+                        f"{100 * check['decision_agreement']:.1f} % of {check['crops']} dev crops "
+                        f"(< {100 * options.int8_min_agreement:g} %)"
+                    )
+                tmp_int8.replace(int8)
+                written["onnx-int8"] = (int8, int8_threshold)
+                report["formats"]["onnx-int8"] = _entry(int8, check, seconds, int8_threshold)
+                report["formats"]["onnx-int8"]["calibration"] = {
+                    "split": "train",
+                    "crops": len(calibration),
+                    "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
+                    "stem": "int8" if options.int8_stem else "fp32",
+                }
+                agreement = 100 * check["decision_agreement"]
+                log(f"onnx-int8: {int8} decision agreement {agreement:.1f} %")
+        for fmt in [f for f in formats if f.startswith("pte")]:
+            quantized = fmt == "pte-int8"
+            target, tmp = out / FILE_NAMES[fmt], out / f".{FILE_NAMES[fmt]}.tmp"
+            start = time.perf_counter()
+            pte.export_pte(model, meta, tmp, calibration if quantized else None)
+            seconds = time.perf_counter() - start
+            scorer = pte.pte_scorer(tmp, options.threads)
+            own = dev_threshold(scorer, index, size, meta) if quantized else threshold
+            check = parity(ref_scores, scorer(parity_images), threshold, own)
+            if not quantized and check["max_abs_score_diff"] > options.fp32_tolerance:
+                raise InputError(
+                    f"{target}: not written; ExecuTorch scores differ from PyTorch by up to "
+                    f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g})"
+                )
+            if quantized and check["decision_agreement"] < options.int8_min_agreement:
+                raise InputError(
+                    f"{target}: not written; INT8 decisions agree with PyTorch on "
                     f"{100 * check['decision_agreement']:.1f} % of {check['crops']} dev crops "
                     f"(< {100 * options.int8_min_agreement:g} %)"
                 )
-            tmp_int8.replace(int8)
-            written["onnx-int8"] = (int8, int8_threshold)
-            report["formats"]["onnx-int8"] = _entry(int8, check, seconds, int8_threshold)
-            report["formats"]["onnx-int8"]["calibration"] = {
-                "split": "train",
-                "crops": len(calibration),
-                "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
-                "stem": "int8" if options.int8_stem else "fp32",
-            }
-            log(f"onnx-int8: {int8} decision agreement {100 * check['decision_agreement']:.1f} %")
+            criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
+            pte.write_sidecar(target, meta, own, criterion)  # first: a program never lacks it
+            tmp.replace(target)
+            written[fmt] = (target, own)
+            report["formats"][fmt] = _entry(target, check, seconds, own)
+            log(
+                f"{fmt}: {target} max |Δscore| {check['max_abs_score_diff']:.1e}, "
+                f"decision agreement {100 * check['decision_agreement']:.1f} %"
+            )
     finally:
         for tmp in out.glob(".*.tmp"):
             tmp.unlink()
@@ -267,7 +327,7 @@ def _measure(
         "pytorch": (torch_scorer(model), float(meta["threshold"]))
     }
     for fmt, (path, threshold) in written.items():
-        scorers[fmt] = (onnx_scorer(path, options.threads), threshold)
+        scorers[fmt] = (runtime_scorer(fmt, path, options.threads), threshold)
     report["accuracy"] = {
         name: split_metrics(scorer, index, size, meta, threshold)
         for name, (scorer, threshold) in scorers.items()

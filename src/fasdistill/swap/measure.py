@@ -25,7 +25,7 @@ from fasdistill.export.pipeline import (
     FILE_NAMES,
     ExportOptions,
     export_checkpoint,
-    onnx_scorer,
+    runtime_scorer,
     split_metrics,
     torch_scorer,
 )
@@ -42,7 +42,8 @@ from fasdistill.swap.power import (
 from fasdistill.swap.speed import interleaved_latency
 from fasdistill.swap.weight import measure_weight
 
-RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
+RUNTIMES = ("onnx", "onnx-int8", "pytorch", "pte", "pte-int8")
+DEFAULT_RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
 AXES = ("speed", "weight", "accuracy", "power")
 
 
@@ -50,7 +51,7 @@ AXES = ("speed", "weight", "accuracy", "power")
 class SwapOptions:
     """How to measure; defaults follow a phone: batch 1 on one big core."""
 
-    runtimes: tuple[str, ...] = RUNTIMES
+    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
     threads: int = 1
     batch: int = 8  # a second batch size besides 1
     latency_runs: int = 200
@@ -125,7 +126,7 @@ def run_swap(
         callers["pytorch"][label] = _torch_call(model)
         for fmt in formats:
             path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
-            callers[fmt][label] = onnx_scorer(path_fmt, options.threads)
+            callers[fmt][label] = runtime_scorer(fmt, path_fmt, options.threads)
         models.append(
             {
                 "label": label,

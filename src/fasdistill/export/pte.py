@@ -1,0 +1,110 @@
+"""ExecuTorch ``.pte`` programs with the XNNPACK delegate: fp32, and int8 through PT2E.
+
+The ``mobile`` extra installs ExecuTorch. A ``.pte`` has no metadata field, so its
+preprocessing and threshold travel in a ``<file>.json`` sidecar with the same keys
+as an exported ONNX model's ``metadata_props``. Programs take batch 1 (a phone
+scores one face at a time); the scorer here loops over larger batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fasdistill.errors import InputError
+from fasdistill.export.onnx import ScoredModel, onnx_metadata
+from fasdistill.utils.atomic import atomic_write_json
+
+EXTRA = "pip install 'fasdistill[mobile]'"
+SIDECAR_FORMAT = "fasdistill-pte/1"
+
+
+def available() -> bool:
+    """Whether ExecuTorch (with its XNNPACK backend) can be imported."""
+    try:
+        import executorch.backends.xnnpack.partition.xnnpack_partitioner
+        import executorch.runtime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _lower(program: torch.export.ExportedProgram) -> bytes:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    return edge.to_executorch().buffer
+
+
+def export_pte(
+    model: nn.Module,
+    meta: dict[str, Any],
+    path: str | os.PathLike[str],
+    calibration: np.ndarray | None = None,
+) -> Path:
+    """Write ``model`` as a batch-1 ``.pte``; int8 (PT2E, XNNPACK quantizer) if ``calibration``.
+
+    ``calibration``: preprocessed train crops (N, 3, S, S) that set the int8 ranges.
+    """
+    if not available():
+        raise InputError(f"{path}: ExecuTorch is not installed ({EXTRA})")
+    size = int(meta["input_size"])
+    scored = ScoredModel(model).eval()
+    example = (torch.zeros(1, 3, size, size),)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if calibration is None:
+            program = torch.export.export(scored, example)
+        else:
+            from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+                XNNPACKQuantizer,
+                get_symmetric_quantization_config,
+            )
+            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+            captured = torch.export.export(scored, example).module()
+            quantizer = XNNPACKQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=True)
+            )
+            prepared = prepare_pt2e(captured, quantizer)
+            for image in calibration:  # observers see real crops, one at a time
+                prepared(torch.from_numpy(image[None]))
+            program = torch.export.export(convert_pt2e(prepared), example)
+        buffer = _lower(program)
+    path = Path(path)
+    path.write_bytes(buffer)
+    return path
+
+
+def write_sidecar(path: Path, meta: dict[str, Any], threshold: float, criterion: str) -> Path:
+    """``<program>.json``: the metadata an ONNX export carries, decoded, with its threshold."""
+    encoded = onnx_metadata(meta)
+    del encoded["fasdistill_format"]  # the only value not JSON-encoded
+    props = {"fasdistill_format": SIDECAR_FORMAT, "program": path.name}
+    props |= {key: json.loads(value) for key, value in encoded.items()}
+    props |= {"threshold": threshold, "threshold_criterion": criterion}
+    return atomic_write_json(path.with_name(path.name + ".json"), props)
+
+
+def pte_scorer(path: str | os.PathLike[str], threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Scores P(bona fide) from a ``.pte``, one image per call of the batch-1 program."""
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    _unsafe_reset_threadpool(threads)
+    method = Runtime.get().load_program(Path(path)).load_method("forward")
+
+    def score(x: np.ndarray) -> np.ndarray:
+        images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return np.array([float(method.execute([image[None]])[1][0]) for image in images])
+
+    return score
