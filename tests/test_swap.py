@@ -71,8 +71,9 @@ def test_swap_report_has_every_model_runtime_and_label(report: Path) -> None:
         assert (report / "artifacts" / m["label"] / "model.onnx").exists()
     assert teacher["vs_reference"]["accuracy"]["retention"] == pytest.approx(1.0)
     assert teacher["swap_score"] == pytest.approx(1.0)
-    acer_t = teacher["accuracy"]["pytorch"]["test"]["acer"]
-    acer_s = student["accuracy"]["pytorch"]["test"]["acer"]
+    acer_t = teacher["test"]["acer"]
+    acer_s = student["test"]["acer"]
+    assert teacher["test"] == teacher["accuracy"]["pytorch"]["test"]
     retention = student["vs_reference"]["accuracy"]
     assert retention["retention"] == pytest.approx((1 - acer_s) / (1 - acer_t))
     lo, hi = retention["retention_ci"]
@@ -205,7 +206,7 @@ def test_swap_score_and_pareto_front() -> None:
     def model(label: str, acer: float, ms: float, params: int) -> dict:
         return {
             "label": label,
-            "accuracy": {"pytorch": {"test": {"acer": acer}}},
+            "test": {"acer": acer},
             "latency": {"onnx": {"batch1": {"median_ms": ms}}},
             "power": {"onnx": {"energy_j": ms * 1.5e-3}},
             "weight": {"params": params},
@@ -264,3 +265,58 @@ def test_report_html_renders_in_a_headless_browser(report: Path, tmp_path: Path)
     probe_result = json.loads(html.unescape(found.group(1)))
     swap = json.loads((report / "swap.json").read_text())
     assert probe_result == {"rows": len(swap["models"]), "images": 4, "decoded": 4, "fetched": 0}
+
+
+def foreign_copy(checkpoint: Path, index: Path, root: Path, **sidecar: object) -> Path:
+    """Our model exported, stripped of its metadata, described by a sidecar instead."""
+    import onnx
+    import yaml
+
+    from fasdistill.export.pipeline import ExportOptions, export_checkpoint
+
+    export_checkpoint(
+        checkpoint, index, root, ExportOptions(formats=("onnx",), latency_runs=0), log=print
+    )
+    proto = onnx.load(str(root / "model.onnx"))
+    del proto.metadata_props[:]
+    path = root / "vendor.onnx"
+    onnx.save(proto, str(path))
+    if sidecar:
+        (root / "vendor.onnx.yaml").write_text(yaml.safe_dump(sidecar))
+    return path
+
+
+def test_a_third_party_onnx_model_gets_a_row(
+    index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    teacher = trained(index, tmp_path, "teacher", "swapnet", 2)
+    described = {"input_size": 16, "crop_scale": 1.5, "output": "probability"}
+    vendor = foreign_copy(teacher, index, tmp_path / "v", output_name="score", **described)
+    out = tmp_path / "report"
+    fast = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "20"]
+    args = ["swap", "--models", str(teacher), str(vendor), "--data", str(index), "--out", str(out)]
+    assert main([*args, *fast]) == 0
+    swap = json.loads((out / "swap.json").read_text())
+    ours, theirs = swap["models"]
+    assert theirs["role"] == "external" and "sidecar" not in theirs["source"]  # names the file
+    assert set(theirs["latency"]) == {"onnx"} and set(theirs["accuracy"]) == {"onnx"}
+    # the same network: the same scores, so the same test metrics and threshold
+    assert theirs["test"]["auc"] == pytest.approx(ours["test"]["auc"], abs=1e-6)
+    assert theirs["threshold"] == pytest.approx(ours["threshold"], abs=1e-5)
+    # the ONNX graph has BatchNorm folded into the convolutions: a few hundred fewer
+    assert 0.99 < theirs["weight"]["params"] / ours["weight"]["params"] <= 1.0
+    assert theirs["weight"]["macs"] == pytest.approx(ours["weight"]["macs"], rel=0.01)
+    assert "third-party" in (out / "swap.md").read_text()
+    capsys.readouterr()
+    # a sidecar that does not say enough, or says something unknown, or mismatches the crops
+    cases = [
+        ({}, "needs a sidecar vendor.onnx.yaml"),
+        ({**described, "colour": "RGB"}, "unknown key 'colour'"),
+        ({**described, "crop_scale": 2.0}, "expects crops at scale 2.0"),
+    ]
+    for i, (sidecar, message) in enumerate(cases):
+        bad = foreign_copy(teacher, index, tmp_path / f"bad{i}", **sidecar)
+        capsys.readouterr()
+        argv = ["swap", "--models", str(teacher), str(bad), "--data", str(index)]
+        assert main([*argv, "--out", str(tmp_path / f"r{i}"), *fast]) == 2
+        assert message in capsys.readouterr().err

@@ -50,7 +50,7 @@ def pareto_png(swap: dict[str, Any]) -> bytes:
     biggest = max(m["weight"]["params"] for m in swap["models"])
     for i, m in enumerate(swap["models"]):
         x = m["latency"][runtime]["batch1"]["median_ms"]
-        y = 100 * m["accuracy"]["pytorch"]["test"]["acer"]
+        y = 100 * m["test"]["acer"]
         size = 40 + 400 * m["weight"]["params"] / biggest
         on_front = m["label"] in swap["pareto"]
         ax.scatter(x, y, s=size, color=_colour(i), edgecolor="black" if on_front else "none")
@@ -76,7 +76,7 @@ def det_png(swap: dict[str, Any], root: Path) -> bytes:
         ax.plot(
             _probit(curve.apcer[idx]), _probit(curve.bpcer[idx]), color=_colour(i), label=m["label"]
         )
-        test = m["accuracy"]["pytorch"]["test"]
+        test = m["test"]
         ax.plot(
             _probit(np.array([test["apcer"]])),
             _probit(np.array([test["bpcer"]])),
@@ -108,8 +108,9 @@ def latency_png(swap: dict[str, Any]) -> bytes:
     width = 0.8 / len(models)
     for i, m in enumerate(models):
         xs = np.arange(len(runtimes)) + (i - (len(models) - 1) / 2) * width
-        med = [m["latency"][r]["batch1"]["median_ms"] for r in runtimes]
-        p95 = [m["latency"][r]["batch1"]["p95_ms"] for r in runtimes]
+        nan = {"median_ms": float("nan"), "p95_ms": float("nan")}  # runtime it does not run in
+        med = [m["latency"].get(r, {"batch1": nan})["batch1"]["median_ms"] for r in runtimes]
+        p95 = [m["latency"].get(r, {"batch1": nan})["batch1"]["p95_ms"] for r in runtimes]
         err = [np.zeros(len(med)), np.subtract(p95, med)]
         ax.bar(xs, med, width, yerr=err, color=_colour(i), label=m["label"], capsize=2)
     ax.set_xticks(np.arange(len(runtimes)), runtimes)
@@ -170,7 +171,7 @@ def render(swap: dict[str, Any], root: Path) -> str:
     cpu = swap["machine"]["cpu"]
     rows = []
     for m in swap["models"]:
-        acc = m["accuracy"]["pytorch"]["test"]
+        acc = m["test"]
         ratio = m["vs_reference"]
         retention = ratio["accuracy"]
         ci = retention.get("retention_ci")

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from fasdistill.data.loader import CropDataset, read_crop_index
+from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
-from fasdistill.engine.evaluation import score_split
+from fasdistill.engine.evaluation import score_dataset, score_split
 from fasdistill.errors import InputError
 from fasdistill.export.pipeline import (
     FILE_NAMES,
     ExportOptions,
+    dev_threshold,
     export_checkpoint,
     runtime_scorer,
     split_metrics,
@@ -31,6 +32,7 @@ from fasdistill.export.pipeline import (
 )
 from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weighted_auc
 from fasdistill.metrics.scores import ScoreSet, write_scores
+from fasdistill.swap.foreign import ForeignModel, onnx_weight
 from fasdistill.swap.machine import machine
 from fasdistill.swap.power import (
     DeviceProfile,
@@ -41,6 +43,7 @@ from fasdistill.swap.power import (
 )
 from fasdistill.swap.speed import interleaved_latency
 from fasdistill.swap.weight import measure_weight
+from fasdistill.utils.ort import open_session
 
 RUNTIMES = ("onnx", "onnx-int8", "pytorch", "pte", "pte-int8")
 DEFAULT_RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
@@ -110,42 +113,29 @@ def run_swap(
     models: list[dict[str, Any]] = []
     callers: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {r: {} for r in options.runtimes}
     test_scores: dict[str, tuple[ScoreSet, float]] = {}
-    for path, label in zip(checkpoints, labels_for(checkpoints), strict=True):
-        model, meta = load_deployable(path)
-        size = int(meta["input_size"])
-        if formats:
-            export_options = ExportOptions(formats=formats, threads=options.threads, latency_runs=0)
-            export = export_checkpoint(path, index_path, out / "artifacts" / label, export_options)
-        else:
-            accuracy = split_metrics(torch_scorer(model), index, size, meta, meta["threshold"])
-            export = {"formats": {}, "accuracy": {"pytorch": accuracy}}
-        weight = measure_weight(model, size)
-        scores = score_split(model, CropDataset(index, "test", size), torch.device("cpu"), 64, 0)
-        test_scores[label] = (scores, float(meta["threshold"]))
-        score_file = write_scores(out / "scores" / f"{label.replace('/', '__')}.test.csv", scores)
-        callers["pytorch"][label] = _torch_call(model)
-        for fmt in formats:
-            path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
-            callers[fmt][label] = runtime_scorer(fmt, path_fmt, options.threads)
-        models.append(
-            {
-                "label": label,
-                "checkpoint": str(path),
-                "model": meta["model"],
-                "role": meta["role"],
-                "input_size": size,
-                "threshold": float(meta["threshold"]),
-                "weight": weight.as_dict()
-                | {"bytes": {f: e["bytes"] for f, e in export["formats"].items()}},
-                "accuracy": export["accuracy"],
-                "export": {f: e["parity"] for f, e in export["formats"].items()},
-                "test_scores": str(score_file.relative_to(out)),
-            }
+    foreign = [p for p in checkpoints if Path(p).suffix.lower() == ".onnx"]
+    if foreign and options.runtimes[0] != "onnx":
+        raise InputError(
+            f"{foreign[0]}: a third-party ONNX model runs only in ONNX Runtime; make onnx the "
+            "first (headline) runtime"
         )
-        log(f"{label}: {meta['model']}, {weight.params / 1e6:.3f} M params, exported {formats}")
+    for path, label in zip(checkpoints, labels_for(checkpoints), strict=True):
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            entry, scores = _foreign(path, label, index, options, callers)
+        else:
+            entry, scores = _ours(path, label, index_path, index, out, options, formats, callers)
+        test_scores[label] = (scores, entry["threshold"])
+        score_file = write_scores(out / "scores" / f"{label.replace('/', '__')}.test.csv", scores)
+        entry["test_scores"] = str(score_file.relative_to(out))
+        entry["test"] = entry["accuracy"][entry["primary_runtime"]]["test"]
+        models.append(entry)
+        log(f"{label}: {entry['model']}, {entry['weight']['params'] / 1e6:.3f} M params")
     latency = _time_all(models, callers, options, log)
     for m in models:
-        m["latency"] = {r: latency[r][m["label"]] for r in options.runtimes}
+        m["latency"] = {
+            r: latency[r][m["label"]] for r in options.runtimes if latency[r][m["label"]]
+        }
         m["power"] = _power(m, callers, options)
     _ratios(models, test_scores, options)
     return {
@@ -156,6 +146,89 @@ def run_swap(
         "models": models,
         "pareto": pareto_front(models, options.runtimes),
     }
+
+
+def _ours(
+    path: Path,
+    label: str,
+    index_path: Path,
+    index: CropIndex,
+    out: Path,
+    options: SwapOptions,
+    formats: tuple[str, ...],
+    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
+) -> tuple[dict[str, Any], ScoreSet]:
+    """A checkpoint of ours: exported to every asked format, scored in each runtime."""
+    model, meta = load_deployable(path)
+    size = int(meta["input_size"])
+    if formats:
+        export_options = ExportOptions(formats=formats, threads=options.threads, latency_runs=0)
+        export = export_checkpoint(path, index_path, out / "artifacts" / label, export_options)
+    else:
+        accuracy = split_metrics(torch_scorer(model), index, size, meta, meta["threshold"])
+        export = {"formats": {}, "accuracy": {"pytorch": accuracy}}
+    weight = measure_weight(model, size)
+    scores = score_split(model, CropDataset(index, "test", size), torch.device("cpu"), 64, 0)
+    if "pytorch" in callers:
+        callers["pytorch"][label] = _torch_call(model)
+    for fmt in formats:
+        path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
+        callers[fmt][label] = runtime_scorer(fmt, path_fmt, options.threads)
+    entry = {
+        "label": label,
+        "source": "fasdistill checkpoint",
+        "checkpoint": str(path),
+        "model": meta["model"],
+        "role": meta["role"],
+        "input_size": size,
+        "threshold": float(meta["threshold"]),
+        "primary_runtime": "pytorch" if "pytorch" in export["accuracy"] else formats[0],
+        "weight": weight.as_dict()
+        | {"bytes": {f: e["bytes"] for f, e in export["formats"].items()}},
+        "accuracy": export["accuracy"],
+        "export": {f: e["parity"] for f, e in export["formats"].items()},
+    }
+    return entry, scores
+
+
+def _foreign(
+    path: Path,
+    label: str,
+    index: CropIndex,
+    options: SwapOptions,
+    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
+) -> tuple[dict[str, Any], ScoreSet]:
+    """A third-party ONNX model: its own preprocessing, a dev threshold, ONNX Runtime only."""
+    model = ForeignModel(path, index)
+    size = model.input_size
+    meta = {"threshold_level": "frame"}
+    threshold = dev_threshold(model.score, index, size, meta)
+    accuracy = split_metrics(model.score, index, size, meta, threshold)
+    test = CropDataset(index, "test", size)
+    scores = score_dataset(lambda images: model.score(images.numpy()), test, 64)
+    weight = onnx_weight(path, size)
+    session = open_session(path, options.threads)
+    name = session.get_inputs()[0].name
+    callers["onnx"][label] = lambda x: session.run(None, {name: x})
+    entry = {
+        "label": label,
+        "source": f"third-party ONNX ({model.source})",
+        "checkpoint": str(path),
+        "model": path.name,
+        "role": "external",
+        "input_size": size,
+        "threshold": threshold,
+        "primary_runtime": "onnx",
+        "weight": {
+            "params": weight["params"],
+            "macs": weight["macs"],
+            "activation_elements": 0,  # not known without running it layer by layer
+            "bytes": {"onnx": path.stat().st_size},
+        },
+        "accuracy": {"onnx": accuracy},
+        "export": {},
+    }
+    return entry, scores
 
 
 def _torch_call(model: torch.nn.Module) -> Callable[[np.ndarray], Any]:
@@ -205,15 +278,17 @@ def _power(
     size = model["input_size"]
     one = np.zeros((1, 3, size, size), np.float32)
     out = {}
-    for runtime in callers:
-        int8 = runtime == "onnx-int8"
+    for runtime in model["latency"]:
+        int8 = runtime.endswith("int8")
         latency_s = model["latency"][runtime]["batch1"]["median_ms"] / 1e3
         moved = (1 if int8 else 4) * (weight["params"] + 2 * weight["activation_elements"])
         compute = compute_energy_j(weight["macs"], moved, int8, profile)
         active = active_power_energy_j(latency_s, profile)
         entry = {
             "modelled_compute_j": compute,
-            "modelled_compute_label": "modelled (compute: MACs x pJ/MAC + DRAM bytes x pJ/byte)",
+            "modelled_compute_label": "modelled (compute: MACs x pJ/MAC + DRAM bytes x pJ/byte)"
+            if weight["activation_elements"]
+            else "modelled (compute: MACs and weights only; activation traffic unknown)",
             "modelled_active_j": active,
             "modelled_active_label": "modelled (active power x measured latency)",
             "measured_j": None,
@@ -243,10 +318,10 @@ def _ratios(
     alpha = (1 - options.confidence) / 2
     for m in models:
         scores, threshold = test_scores[m["label"]]
-        acer_t = ref["accuracy"]["pytorch"]["test"]["acer"]
-        acer_s = m["accuracy"]["pytorch"]["test"]["acer"]
-        auc_t = ref["accuracy"]["pytorch"]["test"]["auc"]
-        auc_s = m["accuracy"]["pytorch"]["test"]["auc"]
+        acer_t = ref["test"]["acer"]
+        acer_s = m["test"]["acer"]
+        auc_t = ref["test"]["auc"]
+        auc_s = m["test"]["auc"]
         retention = {
             "retention": (1 - acer_s) / (1 - acer_t),
             "auc_ratio": auc_s / auc_t,
@@ -267,6 +342,8 @@ def _ratios(
                 retention[f"{key}_ci"] = [float(v) for v in np.quantile(valid, [alpha, 1 - alpha])]
         ratios = {"accuracy": retention}
         for runtime in options.runtimes:
+            if runtime not in m["latency"] or runtime not in ref["latency"]:
+                continue  # a third-party model runs in ONNX Runtime only
             lat_t = ref["latency"][runtime]["batch1"]["median_ms"]
             lat_s = m["latency"][runtime]["batch1"]["median_ms"]
             energy_t = ref["power"][runtime]["energy_j"]
@@ -304,7 +381,7 @@ def pareto_front(models: list[dict[str, Any]], runtimes: tuple[str, ...]) -> lis
 
     def point(m: dict[str, Any]) -> tuple[float, ...]:
         return (
-            m["accuracy"]["pytorch"]["test"]["acer"],
+            m["test"]["acer"],
             m["latency"][runtime]["batch1"]["median_ms"],
             m["power"][runtime]["energy_j"],
             float(m["weight"]["params"]),

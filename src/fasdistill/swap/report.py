@@ -37,11 +37,12 @@ def markdown(swap: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in swap["models"]:
-        acc = m["accuracy"]["pytorch"]["test"]
+        acc = m["test"]
         ratios = m["vs_reference"]
         power = m["power"][first]
         lines.append(
-            f"| {m['label']} ({m['model']}) | {m['weight']['params'] / 1e6:.3f} M "
+            f"| {m['label']} ({m['model']}{', third-party' if m['role'] == 'external' else ''}) "
+            f"| {m['weight']['params'] / 1e6:.3f} M "
             f"| {m['weight']['macs'] / 1e6:.1f} M | {100 * acc['acer']:.2f} "
             f"| {_ci(ratios['accuracy'], 'retention')} | {acc['auc']:.4f} "
             f"| {m['latency'][first]['batch1']['median_ms']:.3f} "
@@ -59,7 +60,7 @@ def markdown(swap: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in swap["models"]:
-        for runtime in runtimes:
+        for runtime in m["latency"]:
             lat = m["latency"][runtime]
             one = lat["batch1"]
             many = lat.get(f"batch{options['batch']}", one)
@@ -97,7 +98,7 @@ def markdown(swap: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for m in swap["models"]:
-        for runtime in runtimes:
+        for runtime in m["power"]:
             p = m["power"][runtime]
             measured = (
                 "n/a (no counters)"

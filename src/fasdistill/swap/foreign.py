@@ -1,0 +1,152 @@
+"""Models from elsewhere in the SWAP report: an ONNX file and what its numbers mean.
+
+A third-party model (the one a team ships today, a vendor's) gets a row like any
+other. Its preprocessing and output meaning come from the fasdistill metadata of
+our own exports, or from a small YAML sidecar beside it (``model.onnx.yaml`` or
+``model.yaml``) with the keys an ONNX teacher takes in a recipe:
+
+    input_size: 256
+    colour_order: RGB        # or BGR
+    mean: [0.5, 0.5, 0.5]    # on pixels scaled to [0, 1]
+    std: [0.5, 0.5, 0.5]
+    crop_scale: 1.5          # must equal the crops' scale
+    output: map              # logits | probability | map (mean = live score)
+    output_name: depth       # optional: which output
+    live_index: 0            # logits/probability: the bona fide column
+    classes: [...]           # logits: class names, to reorder to the data's
+
+Its threshold is chosen on the dev split (EER) like every other model's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from pydantic import ValidationError
+
+from fasdistill.config import TeacherSpec, _format_errors
+from fasdistill.data.loader import CropIndex
+from fasdistill.distill.teacher import OnnxTeacher
+from fasdistill.errors import InputError
+from fasdistill.export.onnx import METADATA_FORMAT
+from fasdistill.models import bonafide_score
+
+SIDECAR_KEYS = set(TeacherSpec.model_fields) - {"path", "bn_train"}
+
+
+def sidecar_for(path: Path) -> Path | None:
+    """``model.onnx.yaml`` or ``model.yaml`` beside ``path``, if one exists."""
+    for candidate in (path.with_name(path.name + ".yaml"), path.with_suffix(".yaml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        raise InputError(f"{path}: not a readable ONNX model ({exc})") from None
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+def foreign_spec(path: Path) -> tuple[TeacherSpec, str]:
+    """The preprocessing and output meaning of ``path`` and where they came from."""
+    if not path.is_file():
+        raise InputError(f"{path}: model not found")
+    sidecar = sidecar_for(path)
+    if sidecar is not None:
+        try:
+            data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{sidecar}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{sidecar}: expected a mapping of keys, got {type(data).__name__}")
+        unknown = sorted(set(data) - SIDECAR_KEYS)
+        if unknown:
+            raise InputError(
+                f"{sidecar}: unknown key {unknown[0]!r}; known: {', '.join(sorted(SIDECAR_KEYS))}"
+            )
+        try:
+            return TeacherSpec(path=str(path), **data), str(sidecar)
+        except ValidationError as error:
+            raise InputError(_format_errors(error, str(sidecar))) from None
+    props = _metadata(path)
+    if props.get("fasdistill_format") == METADATA_FORMAT:
+        import json
+
+        return (
+            TeacherSpec(
+                path=str(path),
+                input_size=json.loads(props["input_size"]),
+                colour_order=json.loads(props["colour_order"]),
+                mean=json.loads(props["mean"]),
+                std=json.loads(props["std"]),
+                crop_scale=json.loads(props["crop_scale"]),
+                output="probability",
+                output_name="score",
+            ),
+            "fasdistill metadata",
+        )
+    raise InputError(
+        f"{path}: an ONNX model without fasdistill metadata needs a sidecar "
+        f"{path.name}.yaml stating input_size, colour_order, mean, std, crop_scale and output"
+    )
+
+
+def onnx_weight(path: Path, input_size: int) -> dict[str, Any]:
+    """Parameters (initializer elements) and MACs of Conv, Gemm and MatMul at batch 1."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    params = sum(int(np.prod(numpy_helper.to_array(t).shape)) for t in graph.initializer)
+    first = graph.input[0].type.tensor_type.shape
+    for i, dim in enumerate(first.dim):
+        if not dim.HasField("dim_value"):
+            dim.dim_value = 1 if i == 0 else input_size
+    inferred = shape_inference.infer_shapes(proto).graph
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in [*inferred.input, *inferred.value_info, *inferred.output]
+    }
+    shapes |= {t.name: list(t.dims) for t in graph.initializer}
+    macs = 0
+    for node in inferred.node:
+        out = shapes.get(node.output[0], [])
+        if node.op_type == "Conv" and len(node.input) > 1 and out:
+            weight = shapes.get(node.input[1], [])  # (Cout, Cin / groups, kH, kW)
+            if weight:
+                macs += int(np.prod(out)) * int(np.prod(weight[1:]))
+        elif node.op_type in ("Gemm", "MatMul") and out:
+            a = shapes.get(node.input[0], [])
+            if a:
+                macs += int(np.prod(out)) * a[-1]
+    return {"params": params, "macs": macs, "complete_shapes": all(shapes.values())}
+
+
+class ForeignModel:
+    """A third-party ONNX model scored on our crops through its own preprocessing."""
+
+    def __init__(self, path: Path, index: CropIndex) -> None:
+        self.path = path
+        self.spec, self.source = foreign_spec(path)
+        if self.spec.crop_scale != index.scale:
+            raise InputError(
+                f"{path}: the model expects crops at scale {self.spec.crop_scale}, the index "
+                f"{index.root} has {index.scale}; prepare crops at its scale"
+            )
+        self.teacher = OnnxTeacher(self.spec, path, tuple(index.classes))
+        self.input_size = int(self.teacher.input_size)
+
+    def score(self, images: np.ndarray) -> np.ndarray:
+        """P(bona fide) of our preprocessed crops (any size: resized to the model's)."""
+        logits = self.teacher.outputs(torch.from_numpy(np.asarray(images, np.float32)))["logits"]
+        return bonafide_score(logits).numpy()
