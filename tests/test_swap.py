@@ -320,3 +320,23 @@ def test_a_third_party_onnx_model_gets_a_row(
         argv = ["swap", "--models", str(teacher), str(bad), "--data", str(index)]
         assert main([*argv, "--out", str(tmp_path / f"r{i}"), *fast]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_profile_attributes_time_and_macs_to_operators(index: Path, tmp_path: Path) -> None:
+    from fasdistill.export.pipeline import ExportOptions, export_checkpoint
+    from fasdistill.swap.profile import nominal_peak_gflops, profile_onnx
+
+    checkpoint = trained(index, tmp_path, "m", "swapnet", 1)
+    export_checkpoint(
+        checkpoint, index, tmp_path, ExportOptions(formats=("onnx",), latency_runs=0), log=print
+    )
+    profile = profile_onnx(tmp_path / "model.onnx", 16, threads=1, runs=5)
+    ops = {row["op"]: row for row in profile["ops"]}
+    model = build_model("swapnet", num_classes=3).deployable()
+    assert profile["macs"] == pytest.approx(count_macs(model, 16), rel=0.01)
+    assert ops["Conv"]["macs"] > 0 and ops["Conv"]["gflops"] > 0
+    assert sum(row["share"] for row in profile["ops"]) == pytest.approx(1.0)
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("cpu MHz\t\t: 2000.000\ncpu MHz\t\t: 2500.000\n")
+    peak = nominal_peak_gflops({"isa": ["avx2", "fma"]}, threads=2, cpuinfo=str(fake))
+    assert peak["gflops"] == pytest.approx(32 * 2.5 * 2)  # 8 lanes x 2 FLOPs x 2 FMA units

@@ -118,18 +118,25 @@ def onnx_weight(path: Path, input_size: int) -> dict[str, Any]:
         for v in [*inferred.input, *inferred.value_info, *inferred.output]
     }
     shapes |= {t.name: list(t.dims) for t in graph.initializer}
-    macs = 0
+    per_node: dict[str, tuple[str, int]] = {}
     for node in inferred.node:
         out = shapes.get(node.output[0], [])
+        macs = 0
         if node.op_type == "Conv" and len(node.input) > 1 and out:
             weight = shapes.get(node.input[1], [])  # (Cout, Cin / groups, kH, kW)
             if weight:
-                macs += int(np.prod(out)) * int(np.prod(weight[1:]))
+                macs = int(np.prod(out)) * int(np.prod(weight[1:]))
         elif node.op_type in ("Gemm", "MatMul") and out:
             a = shapes.get(node.input[0], [])
             if a:
-                macs += int(np.prod(out)) * a[-1]
-    return {"params": params, "macs": macs, "complete_shapes": all(shapes.values())}
+                macs = int(np.prod(out)) * a[-1]
+        per_node[node.name] = (node.op_type, macs)
+    return {
+        "params": params,
+        "macs": sum(m for _, m in per_node.values()),
+        "per_node": per_node,
+        "complete_shapes": all(shapes.values()),
+    }
 
 
 class ForeignModel:

@@ -1,0 +1,126 @@
+"""The SWAP headline on SynthSpoof: how much faster and cheaper the student is, and what limits it.
+
+Reads the finished ``intra`` runs of ``benchmarks/kd_gain.py``: the teacher, the
+distilled student of the method with the best mean *dev* ACER over seeds (never
+test) at the seed with the best dev ACER, and the scratch student of that seed.
+Runs the SWAP measurement on them (ONNX Runtime fp32 and INT8, PyTorch eager, and
+ExecuTorch when installed), then profiles the student in ONNX Runtime: time per
+operator type and the arithmetic rate it reaches against the core's nominal peak.
+
+    python benchmarks/kd_gain.py --out runs/kd_gain          # first (or --quick)
+    python benchmarks/swap_headline.py --runs runs/kd_gain --out runs/swap_headline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from fasdistill.export import pte
+from fasdistill.swap.measure import DEFAULT_RUNTIMES, SwapOptions, run_swap
+from fasdistill.swap.profile import nominal_peak_gflops, profile_onnx
+from fasdistill.swap.report import write_reports
+from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
+
+
+def pick_student(runs: Path, protocol: str) -> tuple[str, int, dict[str, float]]:
+    """The distilled method with the best mean dev ACER, and its best-dev seed."""
+    by_method: dict[str, dict[int, float]] = {}
+    for result in sorted((runs / protocol).glob("*/seed*/result.json")):
+        data = json.loads(result.read_text())
+        if data["method"] in ("scratch", "teacher"):
+            continue
+        by_method.setdefault(data["method"], {})[data["seed"]] = data["dev"]["acer"]
+    if not by_method:
+        raise SystemExit(f"no distilled runs under {runs / protocol}; run benchmarks/kd_gain.py")
+    means = {m: statistics.fmean(seeds.values()) for m, seeds in by_method.items()}
+    method = min(means, key=lambda m: (means[m], m))
+    seed = min(by_method[method], key=lambda s: (by_method[method][s], s))
+    return method, seed, means
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/kd_gain"))
+    parser.add_argument("--protocol", default="intra")
+    parser.add_argument("--out", type=Path, default=Path("runs/swap_headline"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile-runs", type=int, default=500)
+    args = parser.parse_args()
+    method, seed, means = pick_student(args.runs, args.protocol)
+    base = args.runs / args.protocol
+    models = [
+        base / "teacher" / "checkpoints" / "best.pt",
+        base / method / f"seed{seed}" / "checkpoints" / "best.pt",
+        base / "scratch" / f"seed{seed}" / "checkpoints" / "best.pt",
+    ]
+    runtimes = DEFAULT_RUNTIMES + (("pte", "pte-int8") if pte.available() else ())
+    args.out.mkdir(parents=True, exist_ok=True)
+    swap = run_swap(models, base.parent / f"crops_{args.protocol}", args.out,
+                    SwapOptions(runtimes=runtimes, threads=args.threads))  # fmt: skip
+    write_reports(swap, args.out)
+    teacher, student, scratch = swap["models"]
+    onnx_file = args.out / "artifacts" / student["label"] / "model.onnx"
+    profile = profile_onnx(onnx_file, student["input_size"], args.threads, args.profile_runs)
+    peak = nominal_peak_gflops(swap["machine"]["cpu"], args.threads)
+    headline = {
+        "selection": {"method": method, "seed": seed, "mean_dev_acer": means},
+        "student": student["label"],
+        "speedup": {r: v["speedup"] for r, v in student["vs_reference"].items() if "speedup" in v},
+        "energy_ratio": {
+            r: v["energy_ratio"] for r, v in student["vs_reference"].items() if "energy_ratio" in v
+        },
+        "retention": student["vs_reference"]["accuracy"],
+        "params": {"teacher": teacher["weight"]["params"], "student": student["weight"]["params"]},
+        "scratch_retention": scratch["vs_reference"]["accuracy"]["retention"],
+        "student_onnx_ms": student["latency"]["onnx"]["batch1"]["median_ms"],
+        "profile": profile,
+        "nominal_peak": peak,
+    }
+    atomic_write_json(args.out / "headline.json", headline)
+    lines = [
+        f"Student: `{student['label']}` ({method}: best mean dev ACER over seeds; seed {seed}: "
+        f"best dev ACER), {student['weight']['params'] / 1e6:.3f} M parameters "
+        f"({teacher['weight']['params'] / 1e6:.2f} M teacher).",
+        "",
+        "| runtime | teacher ms | student ms | speed-up | energy ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for runtime in runtimes:
+        lines.append(
+            f"| {runtime} | {teacher['latency'][runtime]['batch1']['median_ms']:.3f} "
+            f"| {student['latency'][runtime]['batch1']['median_ms']:.3f} "
+            f"| {headline['speedup'][runtime]:.1f}x | {headline['energy_ratio'][runtime]:.3f} |"
+        )
+    r = headline["retention"]
+    lines += [
+        "",
+        f"Retention (1 - ACER_s) / (1 - ACER_t): {100 * r['retention']:.1f} % "
+        f"[{100 * r['retention_ci'][0]:.1f}, {100 * r['retention_ci'][1]:.1f}] (scratch student: "
+        f"{100 * headline['scratch_retention']:.1f} %).",
+        "",
+        f"Where the student's time goes (ONNX Runtime profiler, {args.profile_runs} runs, "
+        f"{args.threads} thread): {profile['kernel_ms']:.3f} ms of kernels, "
+        f"{profile['gflops']:.1f} GFLOP/s overall against a nominal peak of "
+        f"{peak['gflops']:.1f} ({peak['method']}, {peak['ghz']:.2f} GHz).",
+        "",
+        "| operator | ms | share | GFLOP/s | of peak |",
+        "|---|---|---|---|---|",
+    ]
+    for op in profile["ops"]:
+        rate = op["gflops"]
+        rate_text = "" if rate is None else f"{rate:.1f}"
+        share_of_peak = "" if rate is None else f"{100 * rate / peak['gflops']:.0f} %"
+        lines.append(
+            f"| {op['op']} | {op['ms']:.3f} | {100 * op['share']:.1f} % "
+            f"| {rate_text} | {share_of_peak} |"
+        )
+    markdown = "\n".join(lines) + "\n"
+    atomic_write_text(args.out / "headline.md", markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
