@@ -16,6 +16,7 @@ import pytest
 
 from fasdistill.cli import main
 from fasdistill.engine.trainer import train
+from fasdistill.errors import InputError
 from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weighted_auc
 from fasdistill.metrics.pad import auc
 from fasdistill.metrics.scores import ScoreSet
@@ -340,3 +341,23 @@ def test_profile_attributes_time_and_macs_to_operators(index: Path, tmp_path: Pa
     fake.write_text("cpu MHz\t\t: 2000.000\ncpu MHz\t\t: 2500.000\n")
     peak = nominal_peak_gflops({"isa": ["avx2", "fma"]}, threads=2, cpuinfo=str(fake))
     assert peak["gflops"] == pytest.approx(32 * 2.5 * 2)  # 8 lanes x 2 FLOPs x 2 FMA units
+
+
+def test_video_throughput_times_each_stage_of_every_frame(tmp_path: Path) -> None:
+    from fasdistill.data.synth import SynthConfig, generate
+    from fasdistill.swap.pipeline_speed import read_boxes, video_throughput
+
+    config = SynthConfig(subjects=3, samples=1, frames=4, size=64, domains=("phone",), seed=1)
+    generate(tmp_path, config, workers=1)
+    video = next(iter(sorted((tmp_path / "media").rglob("*bonafide*.avi"))))
+    boxes = read_boxes(video.with_name(video.stem + ".boxes.csv"))
+    seen: list[tuple[int, ...]] = []
+    result = video_throughput(video, boxes, lambda x: seen.append(x.shape), 1.5, 32, 16, repeats=2)
+    assert result["frames"] == 4 and len(seen) == 8  # every frame, in each of the 2 passes
+    assert set(seen) == {(1, 3, 16, 16)}
+    ms = result["ms_per_frame"]
+    assert set(ms) == {"decode", "crop_preprocess", "infer"} and min(ms.values()) > 0
+    assert result["fps"] == pytest.approx(1e3 / sum(ms.values()))
+    del boxes[2]
+    with pytest.raises(InputError, match="no face box for frame 2"):
+        video_throughput(video, boxes, lambda x: None, 1.5, 32, 16, repeats=1)
