@@ -15,7 +15,7 @@ from fasdistill.data.loader import read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
-from fasdistill.export import pipeline, pte
+from fasdistill.export import ncnn, pipeline, pte
 from fasdistill.export.onnx import read_onnx_metadata
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint, load_images
 from fasdistill.models import bonafide_score
@@ -216,6 +216,7 @@ def test_a_missing_runtime_is_skipped_by_default_and_an_error_when_named(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr(pte, "available", lambda: False)
+    monkeypatch.setattr(ncnn, "available", lambda: False)
     out = tmp_path / "out"
     args = ["export", str(checkpoint), "--data", str(index), "--out", str(out)]
     fast = ["--latency-runs", "2", "--latency-seconds", "0"]
@@ -223,7 +224,8 @@ def test_a_missing_runtime_is_skipped_by_default_and_an_error_when_named(
     printed = capsys.readouterr().out
     assert "pte: skipped, ExecuTorch is not installed (pip install 'fasdistill[mobile]')" in printed
     report = json.loads((out / "export.json").read_text())
-    assert set(report["skipped"]) == {"pte", "pte-int8"}
+    assert "ncnn: skipped, pnnx/ncnn are not installed (pip install 'fasdistill[ncnn]')" in printed
+    assert set(report["skipped"]) == {"pte", "pte-int8", "ncnn"}
     assert set(report["formats"]) == {"onnx", "onnx-int8"}
     assert main([*args, "--format", "onnx,pte", *fast]) == 2
     assert "pte: ExecuTorch is not installed (pip install 'fasdistill[mobile]')" in (
@@ -255,3 +257,25 @@ def test_executorch_programs_match_pytorch_and_carry_a_sidecar(
     with torch.no_grad():
         expected = bonafide_score(model(torch.from_numpy(images))).numpy()
     np.testing.assert_allclose(scorer(images), expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_ncnn_model_matches_pytorch_and_carries_a_sidecar(
+    checkpoint: Path, index: Path, tmp_path: Path
+) -> None:
+    if not ncnn.available():
+        pytest.skip("pnnx/ncnn not installed (pip install 'fasdistill[ncnn]')")
+    options = ExportOptions(formats=("ncnn",), **FAST)
+    report = export_checkpoint(checkpoint, index, tmp_path, options, log=lambda _: None)
+    assert report["formats"]["ncnn"]["parity"]["max_abs_score_diff"] <= 1e-4
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["export.json", "model.ncnn.bin", "model.ncnn.param", "model.ncnn.param.json"]
+    sidecar = json.loads((tmp_path / "model.ncnn.param.json").read_text())
+    assert sidecar["fasdistill_format"] == "fasdistill-ncnn/1"
+    model, meta = load_deployable(checkpoint)
+    assert sidecar["input_size"] == meta["input_size"] and sidecar["std"] == meta["std"]
+    images = load_images(read_crop_index(index), "test", meta["input_size"], 3)
+    with torch.no_grad():
+        expected = bonafide_score(model(torch.from_numpy(images))).numpy()
+    got = ncnn.ncnn_scorer(tmp_path / "model.ncnn.param", threads=1)(images)
+    np.testing.assert_allclose(got, expected, atol=1e-5)

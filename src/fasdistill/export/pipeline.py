@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +26,7 @@ from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.evaluation import score_dataset
 from fasdistill.errors import InputError
-from fasdistill.export import pte
+from fasdistill.export import ncnn, pte
 from fasdistill.export.onnx import INPUT_NAME, add_metadata, export_onnx
 from fasdistill.export.quantize import quantize_int8
 from fasdistill.metrics import EvalOptions, evaluate
@@ -35,12 +36,13 @@ from fasdistill.swap.speed import interleaved_latency
 from fasdistill.utils.atomic import atomic_write_json
 from fasdistill.utils.ort import open_session
 
-FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8")
+FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8", "ncnn")
 FILE_NAMES = {
     "onnx": "model.onnx",
     "onnx-int8": "model.int8.onnx",
     "pte": "model.pte",
     "pte-int8": "model.int8.pte",
+    "ncnn": "model.ncnn.param",  # + model.ncnn.bin
 }
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -110,6 +112,8 @@ def runtime_scorer(fmt: str, path: Path, threads: int) -> Scorer:
     """The scorer of an exported file in the runtime its format runs in."""
     if fmt.startswith("pte"):
         return pte.pte_scorer(path, threads)
+    if fmt == "ncnn":
+        return ncnn.ncnn_scorer(path, threads)
     return onnx_scorer(path, threads)
 
 
@@ -169,13 +173,18 @@ def export_checkpoint(
     ref_scores = reference(parity_images)
     formats = [f for f in FORMATS if f in options.formats]
     skipped = {}
+    missing = {}
     if not pte.available():
-        for fmt in [f for f in formats if f.startswith("pte")]:
-            if not options.skip_unavailable:
-                raise InputError(f"{fmt}: ExecuTorch is not installed ({pte.EXTRA})")
-            skipped[fmt] = f"ExecuTorch is not installed ({pte.EXTRA})"
-            log(f"{fmt}: skipped, {skipped[fmt]}")
-            formats.remove(fmt)
+        missing |= {"pte": f"ExecuTorch is not installed ({pte.EXTRA})"}
+        missing |= {"pte-int8": missing["pte"]}
+    if not ncnn.available():
+        missing["ncnn"] = f"pnnx/ncnn are not installed ({ncnn.EXTRA})"
+    for fmt in [f for f in formats if f in missing]:
+        if not options.skip_unavailable:
+            raise InputError(f"{fmt}: {missing[fmt]}")
+        skipped[fmt] = missing[fmt]
+        log(f"{fmt}: skipped, {skipped[fmt]}")
+        formats.remove(fmt)
     calibration = None
     if any(f.endswith("int8") for f in formats):
         calibration = load_images(index, "train", size, options.calibration_crops)
@@ -276,12 +285,50 @@ def export_checkpoint(
                 f"{fmt}: {target} max |Δscore| {check['max_abs_score_diff']:.1e}, "
                 f"decision agreement {100 * check['decision_agreement']:.1f} %"
             )
+        if "ncnn" in formats:
+            _write_ncnn(model, meta, out, ref_scores, parity_images, options, report, written, log)
     finally:
         for tmp in out.glob(".*.tmp"):
             tmp.unlink()
     _measure(report, model, meta, index, written, options, log)
     atomic_write_json(out / "export.json", report)
     return report
+
+
+def _write_ncnn(
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    out: Path,
+    ref_scores: np.ndarray,
+    parity_images: np.ndarray,
+    options: ExportOptions,
+    report: dict[str, Any],
+    written: dict[str, tuple[Path, float]],
+    log: Callable[[str], None],
+) -> None:
+    """Convert in a scratch folder, check parity there, then move the pair into place."""
+    target = out / FILE_NAMES["ncnn"]
+    threshold = float(meta["threshold"])
+    with tempfile.TemporaryDirectory(dir=out, prefix=".ncnn-") as tmp:
+        param = Path(tmp) / target.name
+        start = time.perf_counter()
+        ncnn.export_ncnn(model, meta, param)
+        seconds = time.perf_counter() - start
+        check = parity(
+            ref_scores, ncnn.ncnn_scorer(param, options.threads)(parity_images), threshold
+        )
+        if check["max_abs_score_diff"] > options.fp32_tolerance:
+            raise InputError(
+                f"{target}: not written; ncnn scores differ from PyTorch by up to "
+                f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g})"
+            )
+        ncnn.sidecar(target, meta, threshold)
+        ncnn.bin_path(param).replace(ncnn.bin_path(target))
+        param.replace(target)  # last: the model exists once its .param does
+    written["ncnn"] = (target, threshold)
+    report["formats"]["ncnn"] = _entry(target, check, seconds, threshold)
+    report["formats"]["ncnn"]["bytes"] += ncnn.bin_path(target).stat().st_size
+    log(f"ncnn: {target} max |Δscore| {check['max_abs_score_diff']:.1e}")
 
 
 def dev_threshold(scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any]) -> float:

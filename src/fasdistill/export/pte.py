@@ -85,11 +85,17 @@ def export_pte(
     return path
 
 
-def write_sidecar(path: Path, meta: dict[str, Any], threshold: float, criterion: str) -> Path:
-    """``<program>.json``: the metadata an ONNX export carries, decoded, with its threshold."""
+def write_sidecar(
+    path: Path,
+    meta: dict[str, Any],
+    threshold: float,
+    criterion: str,
+    kind: str = SIDECAR_FORMAT,
+) -> Path:
+    """``<file>.json``: the metadata an ONNX export carries, decoded, with its threshold."""
     encoded = onnx_metadata(meta)
     del encoded["fasdistill_format"]  # the only value not JSON-encoded
-    props = {"fasdistill_format": SIDECAR_FORMAT, "program": path.name}
+    props = {"fasdistill_format": kind, "program": path.name}
     props |= {key: json.loads(value) for key, value in encoded.items()}
     props |= {"threshold": threshold, "threshold_criterion": criterion}
     return atomic_write_json(path.with_name(path.name + ".json"), props)
