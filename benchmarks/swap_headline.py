@@ -4,7 +4,7 @@ Reads the finished ``intra`` runs of ``benchmarks/kd_gain.py``: the teacher, the
 distilled student of the method with the best mean *dev* ACER over seeds (never
 test) at the seed with the best dev ACER, and the scratch student of that seed.
 Runs the SWAP measurement on them (ONNX Runtime fp32 and INT8, PyTorch eager, and
-ExecuTorch when installed), then profiles the student in ONNX Runtime: time per
+ExecuTorch and ncnn when installed), then profiles the student in ONNX Runtime: time per
 operator type and the arithmetic rate it reaches against the core's nominal peak.
 
     python benchmarks/kd_gain.py --out runs/kd_gain          # first (or --quick)
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from fasdistill.export import pte
+from fasdistill.export import ncnn, pte
 from fasdistill.swap.measure import DEFAULT_RUNTIMES, SwapOptions, run_swap
 from fasdistill.swap.profile import nominal_peak_gflops, profile_onnx
 from fasdistill.swap.report import write_reports
@@ -83,6 +83,7 @@ def main() -> None:
         base / "scratch" / f"seed{seed}" / "checkpoints" / "best.pt",
     ]
     runtimes = DEFAULT_RUNTIMES + (("pte", "pte-int8") if pte.available() else ())
+    runtimes += ("ncnn",) if ncnn.available() else ()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     swap = run_swap(models, base.parent / f"crops_{args.protocol}", args.out,
