@@ -279,3 +279,21 @@ def test_ncnn_model_matches_pytorch_and_carries_a_sidecar(
         expected = bonafide_score(model(torch.from_numpy(images))).numpy()
     got = ncnn.ncnn_scorer(tmp_path / "model.ncnn.param", threads=1)(images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_conversion_failure_names_the_blocking_operator() -> None:
+    from fasdistill.export.pipeline import conversion
+
+    messages = {
+        "Exporting the operator 'aten::grid_sampler' to ONNX opset 17 is not supported": (
+            "onnx: cannot convert m; operator 'aten::grid_sampler' blocks it"
+        ),
+        "Unsupported: op 'MyCustomOp' has no lowering": (
+            "pte: cannot convert m; operator 'MyCustomOp' blocks it"
+        ),
+        "something else broke\nwith a traceback": "ncnn: cannot convert m; it failed: something",
+    }
+    for (text, expected), fmt in zip(messages.items(), ("onnx", "pte", "ncnn"), strict=True):
+        with pytest.raises(InputError) as caught, conversion(fmt, "m"):
+            raise RuntimeError(text)
+        assert str(caught.value).startswith(expected), str(caught.value)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -207,7 +209,8 @@ def export_checkpoint(
     try:
         if "onnx" in formats or "onnx-int8" in formats:
             start = time.perf_counter()
-            export_onnx(model, meta, tmp_fp32)
+            with conversion("onnx", meta["model"]):
+                export_onnx(model, meta, tmp_fp32)
             seconds = time.perf_counter() - start
             check = parity(
                 ref_scores, onnx_scorer(tmp_fp32, options.threads)(parity_images), threshold
@@ -260,7 +263,8 @@ def export_checkpoint(
             quantized = fmt == "pte-int8"
             target, tmp = out / FILE_NAMES[fmt], out / f".{FILE_NAMES[fmt]}.tmp"
             start = time.perf_counter()
-            pte.export_pte(model, meta, tmp, calibration if quantized else None)
+            with conversion(fmt, meta["model"]):
+                pte.export_pte(model, meta, tmp, calibration if quantized else None)
             seconds = time.perf_counter() - start
             scorer = pte.pte_scorer(tmp, options.threads)
             own = dev_threshold(scorer, index, size, meta) if quantized else threshold
@@ -295,6 +299,29 @@ def export_checkpoint(
     return report
 
 
+# How converters name an operator they cannot handle, e.g. "aten::grid_sampler",
+# "Unsupported: ONNX export of operator X", "operator 'x' is not supported".
+_OPERATOR = re.compile(
+    r"(aten::[\w.]+|aten\.[\w.]+|(?:operator|op)\s+['\"`]?([\w.:]+)['\"`]?)", re.IGNORECASE
+)
+
+
+@contextmanager
+def conversion(fmt: str, model: str) -> Iterator[None]:
+    """Turn a converter's failure into one line naming the format and, if found, the operator."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:  # converters raise anything
+        text = str(exc)
+        found = _OPERATOR.search(text)
+        operator = (found.group(2) or found.group(1)) if found else None
+        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+        blocker = f"operator {operator!r} blocks it" if operator else f"it failed: {first}"
+        raise InputError(f"{fmt}: cannot convert {model}; {blocker}") from exc
+
+
 def _write_ncnn(
     model: torch.nn.Module,
     meta: dict[str, Any],
@@ -312,7 +339,8 @@ def _write_ncnn(
     with tempfile.TemporaryDirectory(dir=out, prefix=".ncnn-") as tmp:
         param = Path(tmp) / target.name
         start = time.perf_counter()
-        ncnn.export_ncnn(model, meta, param)
+        with conversion("ncnn", meta["model"]):
+            ncnn.export_ncnn(model, meta, param)
         seconds = time.perf_counter() - start
         check = parity(
             ref_scores, ncnn.ncnn_scorer(param, options.threads)(parity_images), threshold
