@@ -25,20 +25,20 @@ OPSET = 17
 METADATA_FORMAT = "fasdistill-onnx/1"
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "score")
-# metadata key -> the checkpoint meta key it comes from; values are JSON-encoded
-_META_KEYS = {
-    "model": "model",
-    "role": "role",
-    "input_size": "input_size",
-    "crop_scale": "crop_scale",
-    "colour_order": "colour_order",
-    "mean": "mean",
-    "std": "std",
-    "classes": "classes",
-    "threshold": "threshold",
-    "threshold_criterion": "threshold_criterion",
-    "threshold_level": "threshold_level",
-}
+# checkpoint metadata copied into the model's metadata_props, JSON-encoded
+META_KEYS = (
+    "model",
+    "role",
+    "input_size",
+    "crop_scale",
+    "colour_order",
+    "mean",
+    "std",
+    "classes",
+    "threshold",
+    "threshold_criterion",
+    "threshold_level",
+)
 
 
 class ScoredModel(nn.Module):
@@ -55,11 +55,11 @@ class ScoredModel(nn.Module):
 
 def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
     """The ``metadata_props`` of an exported model, from a checkpoint's metadata."""
-    missing = [key for key in _META_KEYS.values() if key not in meta]
+    missing = [key for key in META_KEYS if key not in meta]
     if missing:
         raise InputError(f"the checkpoint metadata lacks {missing}; re-save it with this version")
     props = {"fasdistill_format": METADATA_FORMAT}
-    props |= {name: json.dumps(meta[key]) for name, key in _META_KEYS.items()}
+    props |= {key: json.dumps(meta[key]) for key in META_KEYS}
     props["input"] = json.dumps(
         f"{INPUT_NAME}: N x 3 x input_size x input_size float32, {meta['colour_order']}, "
         "pixels / 255, then (x - mean) / std"
@@ -68,8 +68,8 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
     return props
 
 
-def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The decoded fasdistill metadata of an exported model; a clear error if it has none."""
+def metadata_props(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The raw ``metadata_props`` of an ONNX file (weights not loaded)."""
     import onnx
 
     try:
@@ -78,13 +78,18 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: not found") from None
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
         raise InputError(f"{path}: not a readable ONNX model ({exc})") from None
-    props = {p.key: p.value for p in model.metadata_props}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The decoded fasdistill metadata of an exported model; a clear error if it has none."""
+    props = metadata_props(path)
     if props.get("fasdistill_format") != METADATA_FORMAT:
         raise InputError(
             f"{path}: no fasdistill metadata (fasdistill_format="
             f"{props.get('fasdistill_format')!r}); give its preprocessing in a sidecar YAML"
         )
-    return {name: json.loads(props[name]) for name in _META_KEYS}
+    return {key: json.loads(props[key]) for key in META_KEYS}
 
 
 def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -32,6 +32,7 @@ from fasdistill.export import ncnn, pte
 from fasdistill.export.onnx import INPUT_NAME, add_metadata, export_onnx
 from fasdistill.export.quantize import quantize_int8
 from fasdistill.metrics import EvalOptions, evaluate
+from fasdistill.metrics.scores import ScoreSet
 from fasdistill.models import bonafide_score
 from fasdistill.swap.machine import machine
 from fasdistill.swap.speed import interleaved_latency
@@ -105,6 +106,24 @@ def parity(
     }
 
 
+def require_parity(
+    check: dict[str, float], target: Path, runtime: str, quantized: bool, options: ExportOptions
+) -> None:
+    """Refuse an export whose scores stray from PyTorch's: fp32 by score, INT8 by decision."""
+    if quantized and check["decision_agreement"] < options.int8_min_agreement:
+        raise InputError(
+            f"{target}: not written; {runtime} decisions agree with PyTorch on "
+            f"{100 * check['decision_agreement']:.1f} % of {check['crops']} dev crops "
+            f"(< {100 * options.int8_min_agreement:g} %)"
+        )
+    if not quantized and check["max_abs_score_diff"] > options.fp32_tolerance:
+        raise InputError(
+            f"{target}: not written; {runtime} scores differ from PyTorch by up to "
+            f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g}) on "
+            f"{check['crops']} dev crops"
+        )
+
+
 def onnx_scorer(path: Path, threads: int) -> Scorer:
     session = open_session(path, threads)
     return lambda x: session.run(["score"], {INPUT_NAME: x.astype(np.float32)})[0]
@@ -127,15 +146,20 @@ def torch_scorer(model: torch.nn.Module) -> Scorer:
     return score
 
 
-def split_metrics(
-    scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any], threshold: float
-) -> dict[str, dict[str, float]]:
-    """Dev (and test, when present) ISO metrics at the model's embedded threshold."""
+def score_splits(scorer: Scorer, index: CropIndex, size: int) -> dict[str, ScoreSet]:
+    """Scores of the dev (and test, when present) crops by ``scorer``, each split scored once."""
     sets = {}
     for split in ("dev", "test"):
         dataset = CropDataset(index, split, size)
         if len(dataset):
             sets[split] = score_dataset(lambda images: scorer(images.numpy()), dataset, 64)
+    return sets
+
+
+def metrics_at(
+    sets: dict[str, ScoreSet], meta: dict[str, Any], threshold: float
+) -> dict[str, dict[str, float]]:
+    """Dev (and test) ISO metrics of scored splits at a fixed ``threshold``."""
     options = EvalOptions(
         criterion=f"fixed={threshold!r}",
         level=meta.get("threshold_level", "frame"),
@@ -144,6 +168,13 @@ def split_metrics(
     report = evaluate(sets["dev"], sets.get("test"), options).report
     keys = ("acer", "apcer", "bpcer", "hter", "eer", "auc")
     return {split: {k: float(report[split][k]) for k in keys} for split in sets}
+
+
+def split_metrics(
+    scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any], threshold: float
+) -> dict[str, dict[str, float]]:
+    """Dev (and test, when present) ISO metrics at the model's embedded threshold."""
+    return metrics_at(score_splits(scorer, index, size), meta, threshold)
 
 
 def export_checkpoint(
@@ -215,12 +246,7 @@ def export_checkpoint(
             check = parity(
                 ref_scores, onnx_scorer(tmp_fp32, options.threads)(parity_images), threshold
             )
-            if check["max_abs_score_diff"] > options.fp32_tolerance:
-                raise InputError(
-                    f"{fp32_onnx}: not written; ONNX scores differ from PyTorch by up to "
-                    f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g}) on "
-                    f"{check['crops']} dev crops"
-                )
+            require_parity(check, fp32_onnx, "ONNX", quantized=False, options=options)
             tmp_fp32.replace(fp32_onnx)
             if "onnx" in formats:
                 written["onnx"] = (fp32_onnx, threshold)
@@ -242,12 +268,7 @@ def export_checkpoint(
                     tmp_int8, int8_threshold, f"{meta['threshold_criterion']}, int8 scores"
                 )
                 check = parity(ref_scores, scorer(parity_images), threshold, int8_threshold)
-                if check["decision_agreement"] < options.int8_min_agreement:
-                    raise InputError(
-                        f"{int8}: not written; INT8 decisions agree with PyTorch on "
-                        f"{100 * check['decision_agreement']:.1f} % of {check['crops']} dev crops "
-                        f"(< {100 * options.int8_min_agreement:g} %)"
-                    )
+                require_parity(check, int8, "INT8", quantized=True, options=options)
                 tmp_int8.replace(int8)
                 written["onnx-int8"] = (int8, int8_threshold)
                 report["formats"]["onnx-int8"] = _entry(int8, check, seconds, int8_threshold)
@@ -269,17 +290,8 @@ def export_checkpoint(
             scorer = pte.pte_scorer(tmp, options.threads)
             own = dev_threshold(scorer, index, size, meta) if quantized else threshold
             check = parity(ref_scores, scorer(parity_images), threshold, own)
-            if not quantized and check["max_abs_score_diff"] > options.fp32_tolerance:
-                raise InputError(
-                    f"{target}: not written; ExecuTorch scores differ from PyTorch by up to "
-                    f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g})"
-                )
-            if quantized and check["decision_agreement"] < options.int8_min_agreement:
-                raise InputError(
-                    f"{target}: not written; INT8 decisions agree with PyTorch on "
-                    f"{100 * check['decision_agreement']:.1f} % of {check['crops']} dev crops "
-                    f"(< {100 * options.int8_min_agreement:g} %)"
-                )
+            runtime = "INT8" if quantized else "ExecuTorch"
+            require_parity(check, target, runtime, quantized=quantized, options=options)
             criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
             pte.write_sidecar(target, meta, own, criterion)  # first: a program never lacks it
             tmp.replace(target)
@@ -345,11 +357,7 @@ def _write_ncnn(
         check = parity(
             ref_scores, ncnn.ncnn_scorer(param, options.threads)(parity_images), threshold
         )
-        if check["max_abs_score_diff"] > options.fp32_tolerance:
-            raise InputError(
-                f"{target}: not written; ncnn scores differ from PyTorch by up to "
-                f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g})"
-            )
+        require_parity(check, target, "ncnn", quantized=False, options=options)
         ncnn.sidecar(target, meta, threshold)
         ncnn.bin_path(param).replace(ncnn.bin_path(target))
         param.replace(target)  # last: the model exists once its .param does
@@ -362,6 +370,11 @@ def _write_ncnn(
 def dev_threshold(scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any]) -> float:
     """The dev EER threshold of ``scorer``'s scores, at the model's threshold level."""
     dev = score_dataset(lambda images: scorer(images.numpy()), CropDataset(index, "dev", size), 64)
+    return eer_threshold(dev, meta)
+
+
+def eer_threshold(dev: ScoreSet, meta: dict[str, Any]) -> float:
+    """The EER threshold of scored dev crops, at the model's threshold level."""
     options = EvalOptions(criterion="eer", level=meta.get("threshold_level", "frame"), bootstrap=0)
     return float(evaluate(dev, None, options).threshold)
 

@@ -20,6 +20,7 @@ Its threshold is chosen on the dev split (EER) like every other model's.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from fasdistill.config import TeacherSpec, _format_errors
 from fasdistill.data.loader import CropIndex
 from fasdistill.distill.teacher import OnnxTeacher
 from fasdistill.errors import InputError
-from fasdistill.export.onnx import METADATA_FORMAT
+from fasdistill.export.onnx import METADATA_FORMAT, metadata_props
 from fasdistill.models import bonafide_score
 
 SIDECAR_KEYS = set(TeacherSpec.model_fields) - {"path", "bn_train"}
@@ -44,16 +45,6 @@ def sidecar_for(path: Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _metadata(path: Path) -> dict[str, str]:
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-        raise InputError(f"{path}: not a readable ONNX model ({exc})") from None
-    return {p.key: p.value for p in proto.metadata_props}
 
 
 def foreign_spec(path: Path) -> tuple[TeacherSpec, str]:
@@ -77,10 +68,8 @@ def foreign_spec(path: Path) -> tuple[TeacherSpec, str]:
             return TeacherSpec(path=str(path), **data), str(sidecar)
         except ValidationError as error:
             raise InputError(_format_errors(error, str(sidecar))) from None
-    props = _metadata(path)
+    props = metadata_props(path)
     if props.get("fasdistill_format") == METADATA_FORMAT:
-        import json
-
         return (
             TeacherSpec(
                 path=str(path),

@@ -19,14 +19,16 @@ import torch
 
 from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
-from fasdistill.engine.evaluation import score_dataset, score_split
+from fasdistill.engine.evaluation import score_split
 from fasdistill.errors import InputError
 from fasdistill.export.pipeline import (
     FILE_NAMES,
     ExportOptions,
-    dev_threshold,
+    eer_threshold,
     export_checkpoint,
+    metrics_at,
     runtime_scorer,
+    score_splits,
     split_metrics,
     torch_scorer,
 )
@@ -42,7 +44,7 @@ from fasdistill.swap.power import (
     measure_rapl_j,
 )
 from fasdistill.swap.speed import interleaved_latency
-from fasdistill.swap.weight import measure_weight
+from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.ort import open_session
 
 RUNTIMES = ("onnx", "onnx-int8", "pytorch", "pte", "pte-int8", "ncnn")
@@ -170,7 +172,7 @@ def _ours(
     weight = measure_weight(model, size)
     scores = score_split(model, CropDataset(index, "test", size), torch.device("cpu"), 64, 0)
     if "pytorch" in callers:
-        callers["pytorch"][label] = _torch_call(model)
+        callers["pytorch"][label] = torch_scorer(model)
     for fmt in formats:
         path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
         callers[fmt][label] = runtime_scorer(fmt, path_fmt, options.threads)
@@ -202,10 +204,10 @@ def _foreign(
     model = ForeignModel(path, index)
     size = model.input_size
     meta = {"threshold_level": "frame"}
-    threshold = dev_threshold(model.score, index, size, meta)
-    accuracy = split_metrics(model.score, index, size, meta, threshold)
-    test = CropDataset(index, "test", size)
-    scores = score_dataset(lambda images: model.score(images.numpy()), test, 64)
+    sets = score_splits(model.score, index, size)  # dev and test scored once each
+    threshold = eer_threshold(sets["dev"], meta)
+    accuracy = metrics_at(sets, meta, threshold)
+    scores = sets["test"]
     weight = onnx_weight(path, size)
     session = open_session(path, options.threads)
     name = session.get_inputs()[0].name
@@ -229,14 +231,6 @@ def _foreign(
         "export": {},
     }
     return entry, scores
-
-
-def _torch_call(model: torch.nn.Module) -> Callable[[np.ndarray], Any]:
-    @torch.no_grad()
-    def call(x: np.ndarray) -> Any:
-        return model(torch.from_numpy(x))
-
-    return call
 
 
 def _time_all(
@@ -281,7 +275,7 @@ def _power(
     for runtime in model["latency"]:
         int8 = runtime.endswith("int8")
         latency_s = model["latency"][runtime]["batch1"]["median_ms"] / 1e3
-        moved = (1 if int8 else 4) * (weight["params"] + 2 * weight["activation_elements"])
+        moved = bytes_moved(weight["params"], weight["activation_elements"], 1 if int8 else 4)
         compute = compute_energy_j(weight["macs"], moved, int8, profile)
         active = active_power_energy_j(latency_s, profile)
         entry = {

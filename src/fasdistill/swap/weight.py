@@ -21,17 +21,21 @@ class Weight:
     peak_layer_elements: int  # the largest input + output of one leaf layer
 
     def bytes_moved(self, bytes_per_value: int) -> int:
-        """DRAM traffic of one inference in the compute energy model.
-
-        Weights read once, every layer output written once and read once; an
-        estimate (caches cut it, im2col and padding add to it), stated as such.
-        """
-        return bytes_per_value * (self.params + 2 * self.activation_elements)
+        """DRAM traffic of one inference in the compute energy model (see :func:`bytes_moved`)."""
+        return bytes_moved(self.params, self.activation_elements, bytes_per_value)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["peak_activation_bytes_fp32"] = 4 * self.peak_layer_elements
         return data
+
+
+def bytes_moved(params: int, activation_elements: int, bytes_per_value: int) -> int:
+    """Weights read once, every layer output written once and read once.
+
+    An estimate (caches cut it, im2col and padding add to it), stated as such.
+    """
+    return bytes_per_value * (params + 2 * activation_elements)
 
 
 def _numel(values: Any) -> int:
