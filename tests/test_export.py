@@ -15,7 +15,7 @@ from fasdistill.data.loader import read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
-from fasdistill.export import ncnn, pipeline, pte
+from fasdistill.export import litert, ncnn, pipeline, pte
 from fasdistill.export.onnx import read_onnx_metadata
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint, load_images
 from fasdistill.models import bonafide_score
@@ -217,6 +217,7 @@ def test_a_missing_runtime_is_skipped_by_default_and_an_error_when_named(
 ) -> None:
     monkeypatch.setattr(pte, "available", lambda: False)
     monkeypatch.setattr(ncnn, "available", lambda: False)
+    monkeypatch.setattr(litert, "available", lambda: False)
     out = tmp_path / "out"
     args = ["export", str(checkpoint), "--data", str(index), "--out", str(out)]
     fast = ["--latency-runs", "2", "--latency-seconds", "0"]
@@ -225,7 +226,8 @@ def test_a_missing_runtime_is_skipped_by_default_and_an_error_when_named(
     assert "pte: skipped, ExecuTorch is not installed (pip install 'fasdistill[mobile]')" in printed
     report = json.loads((out / "export.json").read_text())
     assert "ncnn: skipped, pnnx/ncnn are not installed (pip install 'fasdistill[ncnn]')" in printed
-    assert set(report["skipped"]) == {"pte", "pte-int8", "ncnn"}
+    assert "tflite: skipped, LiteRT is not installed (pip install 'fasdistill[litert]')" in printed
+    assert set(report["skipped"]) == {"pte", "pte-int8", "tflite", "tflite-int8", "ncnn"}
     assert set(report["formats"]) == {"onnx", "onnx-int8"}
     assert main([*args, "--format", "onnx,pte", *fast]) == 2
     assert "pte: ExecuTorch is not installed (pip install 'fasdistill[mobile]')" in (
@@ -260,6 +262,31 @@ def test_executorch_programs_match_pytorch_and_carry_a_sidecar(
 
 
 @pytest.mark.slow
+def test_litert_models_match_pytorch_and_carry_a_sidecar(
+    checkpoint: Path, index: Path, tmp_path: Path
+) -> None:
+    if not litert.available():
+        pytest.skip("LiteRT not installed (pip install 'fasdistill[litert]')")
+    options = ExportOptions(formats=("tflite", "tflite-int8"), **FAST)
+    report = export_checkpoint(checkpoint, index, tmp_path, options, log=lambda _: None)
+    assert set(report["formats"]) == {"tflite", "tflite-int8"}
+    assert report["formats"]["tflite"]["parity"]["max_abs_score_diff"] <= 1e-4
+    assert report["formats"]["tflite-int8"]["parity"]["decision_agreement"] >= 0.95
+    model, meta = load_deployable(checkpoint)
+    for name, fmt in (("model.tflite", "tflite"), ("model.int8.tflite", "tflite-int8")):
+        sidecar = json.loads((tmp_path / f"{name}.json").read_text())
+        assert sidecar["fasdistill_format"] == "fasdistill-tflite/1"
+        assert sidecar["program"] == name and sidecar["mean"] == meta["mean"]
+        assert sidecar["threshold"] == pytest.approx(report["formats"][fmt]["threshold"])
+    assert report["accuracy"]["tflite-int8"]["test"]["acer"] >= 0  # scored at its own threshold
+    images = load_images(read_crop_index(index), "test", meta["input_size"], 3)
+    with torch.no_grad():
+        expected = bonafide_score(model(torch.from_numpy(images))).numpy()
+    got = litert.tflite_scorer(tmp_path / "model.tflite", threads=1)(images)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.slow
 def test_ncnn_model_matches_pytorch_and_carries_a_sidecar(
     checkpoint: Path, index: Path, tmp_path: Path
 ) -> None:
@@ -282,7 +309,7 @@ def test_ncnn_model_matches_pytorch_and_carries_a_sidecar(
 
 
 def test_a_conversion_failure_names_the_blocking_operator() -> None:
-    from fasdistill.export.pipeline import conversion
+    from fasdistill.export.checks import conversion
 
     messages = {
         "Exporting the operator 'aten::grid_sampler' to ONNX opset 17 is not supported": (

@@ -1,4 +1,4 @@
-"""CLI stages that ship a model: export (ONNX, INT8) with parity checks."""
+"""CLI stages that ship a model: export (ONNX, INT8, ExecuTorch, LiteRT, ncnn) and swap."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     defaults = ExportOptions()
     p = sub.add_parser(
         "export",
-        help="export a best.pt to ONNX / INT8, each checked against PyTorch on real crops",
+        help="export a best.pt to ONNX, INT8, ExecuTorch, LiteRT and ncnn, each checked against "
+        "PyTorch on real crops",
         description="Export a deployable checkpoint. Every artifact carries its preprocessing "
         "and calibrated threshold as metadata, and is written only after its scores on real dev "
         "crops match PyTorch's. INT8 is calibrated on train crops. export.json records parity, "
@@ -95,7 +96,8 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--runtimes",
         default=",".join(DEFAULT_RUNTIMES),
-        help=f"from {', '.join(RUNTIMES)}; the first is the headline (pte needs the mobile extra)",
+        help=f"from {', '.join(RUNTIMES)}; the first is the headline (pte needs the mobile "
+        "extra, tflite the litert extra, ncnn the ncnn extra)",
     )
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--batch", type=int, default=defaults.batch, help="second batch size besides 1")

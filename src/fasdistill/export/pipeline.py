@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,8 @@ from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.evaluation import score_dataset
 from fasdistill.errors import InputError
-from fasdistill.export import ncnn, pte
+from fasdistill.export import litert, ncnn, pte
+from fasdistill.export.checks import conversion, parity, require_parity
 from fasdistill.export.onnx import INPUT_NAME, add_metadata, export_onnx
 from fasdistill.export.quantize import quantize_int8
 from fasdistill.metrics import EvalOptions, evaluate
@@ -39,15 +38,23 @@ from fasdistill.swap.speed import interleaved_latency
 from fasdistill.utils.atomic import atomic_write_json
 from fasdistill.utils.ort import open_session
 
-FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8", "ncnn")
+FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8", "tflite", "tflite-int8", "ncnn")
 FILE_NAMES = {
     "onnx": "model.onnx",
     "onnx-int8": "model.int8.onnx",
     "pte": "model.pte",
     "pte-int8": "model.int8.pte",
+    "tflite": "model.tflite",
+    "tflite-int8": "model.int8.tflite",
     "ncnn": "model.ncnn.param",  # + model.ncnn.bin
 }
 Scorer = Callable[[np.ndarray], np.ndarray]
+# Batch-1 programs with a JSON sidecar, fp32 and int8 (PT2E):
+# runtime, exporter, scorer, sidecar format.
+PROGRAMS: dict[str, tuple[str, Any, Callable[[Path, int], Scorer], str]] = {
+    "pte": ("ExecuTorch", pte.export_pte, pte.pte_scorer, pte.SIDECAR_FORMAT),
+    "tflite": ("LiteRT", litert.export_tflite, litert.tflite_scorer, litert.SIDECAR_FORMAT),
+}
 
 
 @dataclass
@@ -86,44 +93,6 @@ def load_images(index: CropIndex, split: str, size: int, count: int) -> np.ndarr
     return torch.stack([dataset[int(i)][0] for i in picks]).numpy()
 
 
-def parity(
-    reference: np.ndarray, scores: np.ndarray, threshold: float, own: float | None = None
-) -> dict[str, float]:
-    """How far an export's scores are from PyTorch's on the same crops.
-
-    Decisions compare PyTorch at ``threshold`` with the export at its ``own`` threshold
-    (default: the same). The dev EER threshold is one dev crop's score, so a parity
-    check on dev crops may see that crop flip on differences of 1e-7.
-    """
-    diff = np.abs(reference - scores)
-    same = (reference >= threshold) == (scores >= (threshold if own is None else own))
-    return {
-        "crops": len(reference),
-        "max_abs_score_diff": float(diff.max()),
-        "mean_abs_score_diff": float(diff.mean()),
-        "decision_agreement": float(same.mean()),
-        "disagreements": int((~same).sum()),
-    }
-
-
-def require_parity(
-    check: dict[str, float], target: Path, runtime: str, quantized: bool, options: ExportOptions
-) -> None:
-    """Refuse an export whose scores stray from PyTorch's: fp32 by score, INT8 by decision."""
-    if quantized and check["decision_agreement"] < options.int8_min_agreement:
-        raise InputError(
-            f"{target}: not written; {runtime} decisions agree with PyTorch on "
-            f"{100 * check['decision_agreement']:.1f} % of {check['crops']} dev crops "
-            f"(< {100 * options.int8_min_agreement:g} %)"
-        )
-    if not quantized and check["max_abs_score_diff"] > options.fp32_tolerance:
-        raise InputError(
-            f"{target}: not written; {runtime} scores differ from PyTorch by up to "
-            f"{check['max_abs_score_diff']:.2e} (> {options.fp32_tolerance:g}) on "
-            f"{check['crops']} dev crops"
-        )
-
-
 def onnx_scorer(path: Path, threads: int) -> Scorer:
     session = open_session(path, threads)
     return lambda x: session.run(["score"], {INPUT_NAME: x.astype(np.float32)})[0]
@@ -131,8 +100,8 @@ def onnx_scorer(path: Path, threads: int) -> Scorer:
 
 def runtime_scorer(fmt: str, path: Path, threads: int) -> Scorer:
     """The scorer of an exported file in the runtime its format runs in."""
-    if fmt.startswith("pte"):
-        return pte.pte_scorer(path, threads)
+    if fmt.removesuffix("-int8") in PROGRAMS:
+        return PROGRAMS[fmt.removesuffix("-int8")][2](path, threads)
     if fmt == "ncnn":
         return ncnn.ncnn_scorer(path, threads)
     return onnx_scorer(path, threads)
@@ -210,6 +179,9 @@ def export_checkpoint(
     if not pte.available():
         missing |= {"pte": f"ExecuTorch is not installed ({pte.EXTRA})"}
         missing |= {"pte-int8": missing["pte"]}
+    if not litert.available():
+        missing |= {"tflite": f"LiteRT is not installed ({litert.EXTRA})"}
+        missing |= {"tflite-int8": missing["tflite"]}
     if not ncnn.available():
         missing["ncnn"] = f"pnnx/ncnn are not installed ({ncnn.EXTRA})"
     for fmt in [f for f in formats if f in missing]:
@@ -280,26 +252,20 @@ def export_checkpoint(
                 }
                 agreement = 100 * check["decision_agreement"]
                 log(f"onnx-int8: {int8} decision agreement {agreement:.1f} %")
-        for fmt in [f for f in formats if f.startswith("pte")]:
-            quantized = fmt == "pte-int8"
-            target, tmp = out / FILE_NAMES[fmt], out / f".{FILE_NAMES[fmt]}.tmp"
-            start = time.perf_counter()
-            with conversion(fmt, meta["model"]):
-                pte.export_pte(model, meta, tmp, calibration if quantized else None)
-            seconds = time.perf_counter() - start
-            scorer = pte.pte_scorer(tmp, options.threads)
-            own = dev_threshold(scorer, index, size, meta) if quantized else threshold
-            check = parity(ref_scores, scorer(parity_images), threshold, own)
-            runtime = "INT8" if quantized else "ExecuTorch"
-            require_parity(check, target, runtime, quantized=quantized, options=options)
-            criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
-            pte.write_sidecar(target, meta, own, criterion)  # first: a program never lacks it
-            tmp.replace(target)
-            written[fmt] = (target, own)
-            report["formats"][fmt] = _entry(target, check, seconds, own)
-            log(
-                f"{fmt}: {target} max |Δscore| {check['max_abs_score_diff']:.1e}, "
-                f"decision agreement {100 * check['decision_agreement']:.1f} %"
+        for fmt in [f for f in formats if f.removesuffix("-int8") in PROGRAMS]:
+            _write_program(
+                fmt,
+                model,
+                meta,
+                out,
+                index,
+                ref_scores,
+                parity_images,
+                calibration,
+                options,
+                report,
+                written,
+                log,
             )
         if "ncnn" in formats:
             _write_ncnn(model, meta, out, ref_scores, parity_images, options, report, written, log)
@@ -311,27 +277,44 @@ def export_checkpoint(
     return report
 
 
-# How converters name an operator they cannot handle, e.g. "aten::grid_sampler",
-# "Unsupported: ONNX export of operator X", "operator 'x' is not supported".
-_OPERATOR = re.compile(
-    r"(aten::[\w.]+|aten\.[\w.]+|(?:operator|op)\s+['\"`]?([\w.:]+)['\"`]?)", re.IGNORECASE
-)
-
-
-@contextmanager
-def conversion(fmt: str, model: str) -> Iterator[None]:
-    """Turn a converter's failure into one line naming the format and, if found, the operator."""
-    try:
-        yield
-    except InputError:
-        raise
-    except Exception as exc:  # converters raise anything
-        text = str(exc)
-        found = _OPERATOR.search(text)
-        operator = (found.group(2) or found.group(1)) if found else None
-        first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
-        blocker = f"operator {operator!r} blocks it" if operator else f"it failed: {first}"
-        raise InputError(f"{fmt}: cannot convert {model}; {blocker}") from exc
+def _write_program(
+    fmt: str,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    out: Path,
+    index: CropIndex,
+    ref_scores: np.ndarray,
+    parity_images: np.ndarray,
+    calibration: np.ndarray | None,
+    options: ExportOptions,
+    report: dict[str, Any],
+    written: dict[str, tuple[Path, float]],
+    log: Callable[[str], None],
+) -> None:
+    """An ExecuTorch or LiteRT program: convert, check, write its sidecar, then the program."""
+    quantized = fmt.endswith("-int8")
+    runtime, export, scorer_of, kind = PROGRAMS[fmt.removesuffix("-int8")]
+    target, tmp = out / FILE_NAMES[fmt], out / f".{FILE_NAMES[fmt]}.tmp"
+    threshold = float(meta["threshold"])
+    start = time.perf_counter()
+    with conversion(fmt, meta["model"]):
+        export(model, meta, tmp, calibration if quantized else None)
+    seconds = time.perf_counter() - start
+    scorer = scorer_of(tmp, options.threads)
+    # int8 shifts scores: its own dev EER threshold, chosen the same way (never on test).
+    size = int(meta["input_size"])
+    own = dev_threshold(scorer, index, size, meta) if quantized else threshold
+    check = parity(ref_scores, scorer(parity_images), threshold, own)
+    require_parity(check, target, "INT8" if quantized else runtime, quantized, options)
+    criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
+    pte.write_sidecar(target, meta, own, criterion, kind)
+    tmp.replace(target)  # after the sidecar: a program never lacks it
+    written[fmt] = (target, own)
+    report["formats"][fmt] = _entry(target, check, seconds, own)
+    log(
+        f"{fmt}: {target} max |Δscore| {check['max_abs_score_diff']:.1e}, "
+        f"decision agreement {100 * check['decision_agreement']:.1f} %"
+    )
 
 
 def _write_ncnn(

@@ -47,7 +47,7 @@ from fasdistill.swap.speed import interleaved_latency
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.ort import open_session
 
-RUNTIMES = ("onnx", "onnx-int8", "pytorch", "pte", "pte-int8", "ncnn")
+RUNTIMES = ("onnx", "onnx-int8", "pytorch", "pte", "pte-int8", "tflite", "tflite-int8", "ncnn")
 DEFAULT_RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
 AXES = ("speed", "weight", "accuracy", "power")
 
