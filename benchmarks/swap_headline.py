@@ -4,8 +4,9 @@ Reads the finished ``intra`` runs of ``benchmarks/kd_gain.py``: the teacher, the
 distilled student of the method with the best mean *dev* ACER over seeds (never
 test) at the seed with the best dev ACER, and the scratch student of that seed.
 Runs the SWAP measurement on them (ONNX Runtime fp32 and INT8, PyTorch eager, and
-ExecuTorch and ncnn when installed), then profiles the student in ONNX Runtime: time per
-operator type and the arithmetic rate it reaches against the core's nominal peak.
+ExecuTorch, LiteRT and ncnn when installed), then profiles the student in ONNX Runtime:
+time per operator type and the arithmetic rate it reaches against the core's nominal
+peak. Last, the student's speed against a ResNet-50 at the same input size.
 
     python benchmarks/kd_gain.py --out runs/kd_gain          # first (or --quick)
     python benchmarks/swap_headline.py --runs runs/kd_gain --out runs/swap_headline
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from fasdistill.export import ncnn, pte
+from fasdistill.export import litert, ncnn, pte
 from fasdistill.swap.measure import DEFAULT_RUNTIMES, SwapOptions, run_swap
 from fasdistill.swap.profile import nominal_peak_gflops, profile_onnx
 from fasdistill.swap.report import write_reports
@@ -67,6 +68,47 @@ def video_stage(args: argparse.Namespace, student: dict, swap: dict) -> dict:
     return result | {"size": config.size}
 
 
+def resnet50_reference(args: argparse.Namespace, student: dict) -> dict:
+    """Batch-1 ONNX Runtime latency of a ResNet-50 at the student's input size, interleaved.
+
+    The aim is stated against a ResNet-50 teacher, which kd_gain.py does not train.
+    Latency does not depend on the weights' values, so a ResNet-50 with freshly
+    initialised weights and the student's input size, exported the same way, gives
+    the speed half of that comparison (no accuracy: it is not trained).
+    """
+    import numpy as np
+
+    from fasdistill.engine.checkpoint import load_deployable
+    from fasdistill.export.onnx import export_onnx
+    from fasdistill.export.pipeline import onnx_scorer
+    from fasdistill.models.registry import build_model, count_macs, count_params
+    from fasdistill.swap.speed import interleaved_latency
+
+    _, meta = load_deployable(student["checkpoint"])
+    size = int(meta["input_size"])
+    torch.manual_seed(0)
+    model = build_model("resnet50", num_classes=len(meta["classes"]), input_size=size).eval()
+    meta = meta | {"model": "resnet50", "threshold_criterion": "none: untrained, timing only"}
+    path = args.out / "artifacts" / "resnet50_untrained.onnx"
+    export_onnx(model, meta, path)
+    one = np.zeros((1, 3, size, size), np.float32)
+    scorers = {
+        "resnet50": onnx_scorer(path, args.threads),
+        "student": onnx_scorer(
+            args.out / "artifacts" / student["label"] / "model.onnx", args.threads
+        ),
+    }
+    timings = interleaved_latency({k: (lambda s=s: s(one)) for k, s in scorers.items()})
+    return {
+        "input_size": size,
+        "params": count_params(model),
+        "macs": count_macs(model, size),
+        "resnet50_ms": timings["resnet50"].median_ms,
+        "student_ms": timings["student"].median_ms,
+        "speedup": timings["resnet50"].median_ms / timings["student"].median_ms,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/kd_gain"))
@@ -83,6 +125,7 @@ def main() -> None:
         base / "scratch" / f"seed{seed}" / "checkpoints" / "best.pt",
     ]
     runtimes = DEFAULT_RUNTIMES + (("pte", "pte-int8") if pte.available() else ())
+    runtimes += ("tflite", "tflite-int8") if litert.available() else ()
     runtimes += ("ncnn",) if ncnn.available() else ()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
@@ -106,6 +149,7 @@ def main() -> None:
         "nominal_peak": peak,
     }
     headline["video"] = video_stage(args, student, swap)
+    headline["resnet50"] = resnet50_reference(args, student)
     atomic_write_json(args.out / "headline.json", headline)
     lines = [
         f"Student: `{student['label']}` ({method}: best mean dev ACER over seeds; seed {seed}: "
@@ -163,6 +207,16 @@ def main() -> None:
         f"crop + preprocess, ONNX Runtime fp32 inference, {args.threads} thread): "
         f"{video['fps']:.0f} frames/s; per frame decode {ms['decode']:.3f} ms, crop + "
         f"preprocess {ms['crop_preprocess']:.3f} ms, inference {ms['infer']:.3f} ms.",
+    ]
+    r50 = headline["resnet50"]
+    lines += [
+        "",
+        f"Against a ResNet-50 at the same {r50['input_size']} px input "
+        f"({r50['params'] / 1e6:.1f} M parameters, {r50['macs'] / 1e6:.0f} M MACs; freshly "
+        "initialised weights, speed only: "
+        f"latency does not depend on the weights' values), ONNX Runtime fp32, batch 1, "
+        f"{args.threads} thread, interleaved: {r50['resnet50_ms']:.3f} ms vs the student's "
+        f"{r50['student_ms']:.3f} ms, **{r50['speedup']:.1f}x**.",
     ]
     markdown = "\n".join(lines) + "\n"
     atomic_write_text(args.out / "headline.md", markdown)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fasdistill.cli import main
 from fasdistill.engine.trainer import train
@@ -97,11 +98,15 @@ def test_swap_bad_input_is_one_line_and_writes_nothing(
     base = ["swap", "--data", str(index), "--out", str(out)]
     cases = [
         (["--models", str(tmp_path / "none.pt")], "none.pt: checkpoint not found"),
-        (["--models", "x.pt", "--runtimes", "tflite"], "unknown runtimes ['tflite']"),
+        (["--models", "x.pt", "--runtimes", "tpu"], "unknown runtimes ['tpu']"),
         (["--models", "x.pt", "--profile", "watts=2"], "--profile: unknown key 'watts'"),
         (["--models", "x.pt", "--weights", "speed=fast"], "--weights: speed must be a number"),
         (["--models", "x.pt", "--weights", "beauty=1"], "SWAP score weights take keys"),
     ]
+    if not torch.cuda.is_available():
+        cases.append(
+            (["--models", "x.pt", "--runtimes", "pytorch-cuda"], "pytorch-cuda: torch sees no CUDA")
+        )
     for extra, message in cases:
         assert main([*base, *extra]) == 2
         err = capsys.readouterr().err
@@ -164,6 +169,85 @@ def toy_scores(values: np.ndarray) -> ScoreSet:
         [f"s{i % 7}" for i in range(n)],
         [f"p{i}" for i in range(n)],
     )
+
+
+class FakeNvml:
+    """libnvidia-ml as ctypes sees it: status codes, results through pointers."""
+
+    def __init__(self, mj_per_read: int = 1000) -> None:
+        self.energy = 5_000_000  # mJ since the driver loaded
+        self.step = mj_per_read
+        self.bus_ids: list[bytes] = []
+
+    def nvmlInit_v2(self) -> int:
+        return 0
+
+    def nvmlDeviceGetHandleByPciBusId_v2(self, bus: bytes, handle: object) -> int:
+        self.bus_ids.append(bus)
+        return 0
+
+    def nvmlDeviceGetHandleByIndex_v2(self, index: int, handle: object) -> int:
+        return 0
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: object, value: object) -> int:
+        import ctypes
+
+        ctypes.cast(value, ctypes.POINTER(ctypes.c_ulonglong)).contents.value = self.energy
+        self.energy += self.step
+        return 0
+
+
+def test_nvml_energy_per_call_and_its_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from fasdistill.swap import gpu
+
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    props = SimpleNamespace(pci_domain_id=0, pci_bus_id=0x1B, pci_device_id=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: props)
+    monkeypatch.setattr(gpu, "MIN_SECONDS", 0.0)
+    calls = []
+    library = FakeNvml()
+    nvml = gpu.Nvml(library)
+    nvml.handle(torch.device("cuda", 0))
+    assert library.bus_ids == [b"00000000:1b:00.0"]  # matched by PCI bus, not CUDA's numbering
+    measured = gpu.measure_nvml_j(lambda: calls.append(1), torch.device("cpu"), 40, nvml)
+    assert measured is not None and measured["runs"] == len(calls) == 40
+    assert measured["energy_j"] == pytest.approx(1.0 / 40)  # 1,000 mJ between the two reads
+    assert measured["label"].startswith("measured (NVML")
+
+    class Broken(FakeNvml):
+        def nvmlDeviceGetTotalEnergyConsumption(self, handle: object, value: object) -> int:
+            return 3  # NVML_ERROR_NOT_SUPPORTED: a GPU older than Volta
+
+    assert gpu.measure_nvml_j(lambda: None, torch.device("cpu"), 5, gpu.Nvml(Broken())) is None
+    with pytest.raises(InputError, match="NVML: nvmlInit_v2 failed with status 9"):
+        gpu.Nvml(type("NoDriver", (FakeNvml,), {"nvmlInit_v2": lambda self: 9})())
+
+
+def test_the_gpu_runtime_is_scored_timed_and_measured_by_nvml(
+    index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pytorch-cuda path end to end, with the device and NVML stood in for on CPU."""
+    from fasdistill.swap import gpu
+    from fasdistill.swap.measure import run_swap
+
+    real = gpu.Nvml
+    monkeypatch.setattr(gpu, "require_cuda", lambda: torch.device("cpu"))
+    monkeypatch.setattr(gpu, "Nvml", lambda: real(FakeNvml(mj_per_read=500)))
+    monkeypatch.setattr(real, "handle", lambda self, device: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    model = trained(index, tmp_path, "m", "smoke-cnn", 1)
+    options = SwapOptions(runtimes=("pytorch", "pytorch-cuda"), latency_runs=3, latency_seconds=0,
+                          bootstrap=0, batch=2)  # fmt: skip
+    swap = run_swap([model], index, tmp_path / "out", options, log=lambda _: None)
+    (entry,) = swap["models"]
+    assert entry["accuracy"]["pytorch-cuda"] == entry["accuracy"]["pytorch"]
+    assert set(entry["latency"]["pytorch-cuda"]) == {"batch1", "batch2"}
+    power = entry["power"]["pytorch-cuda"]
+    assert power["energy_source"] == "measured, NVML" and power["energy_j"] > 0
+    cpu_source = entry["power"]["pytorch"]["energy_source"]
+    assert cpu_source in ("measured, RAPL", "modelled, active power")
 
 
 def test_weighted_auc_equals_auc_of_the_resampled_set() -> None:

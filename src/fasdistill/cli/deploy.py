@@ -97,7 +97,7 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
         "--runtimes",
         default=",".join(DEFAULT_RUNTIMES),
         help=f"from {', '.join(RUNTIMES)}; the first is the headline (pte needs the mobile "
-        "extra, tflite the litert extra, ncnn the ncnn extra)",
+        "extra, tflite the litert extra, ncnn the ncnn extra, pytorch-cuda an NVIDIA GPU)",
     )
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--batch", type=int, default=defaults.batch, help="second batch size besides 1")

@@ -34,6 +34,7 @@ from fasdistill.export.pipeline import (
 )
 from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weighted_auc
 from fasdistill.metrics.scores import ScoreSet, write_scores
+from fasdistill.swap import gpu
 from fasdistill.swap.foreign import ForeignModel, onnx_weight
 from fasdistill.swap.machine import machine
 from fasdistill.swap.power import (
@@ -47,7 +48,17 @@ from fasdistill.swap.speed import interleaved_latency
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.ort import open_session
 
-RUNTIMES = ("onnx", "onnx-int8", "pytorch", "pte", "pte-int8", "tflite", "tflite-int8", "ncnn")
+RUNTIMES = (
+    "onnx",
+    "onnx-int8",
+    "pytorch",
+    "pte",
+    "pte-int8",
+    "tflite",
+    "tflite-int8",
+    "ncnn",
+    "pytorch-cuda",  # eager on the current GPU; energy from NVML
+)
 DEFAULT_RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
 AXES = ("speed", "weight", "accuracy", "power")
 
@@ -111,7 +122,8 @@ def run_swap(
     if not any(r["split"] == "test" for r in index.rows):
         raise InputError(f"{index_path}: no test crops; SWAP compares models on the test split")
     torch.set_num_threads(options.threads)
-    formats = tuple(r for r in options.runtimes if r != "pytorch")
+    formats = tuple(r for r in options.runtimes if not r.startswith("pytorch"))
+    device = gpu.require_cuda() if "pytorch-cuda" in options.runtimes else None
     models: list[dict[str, Any]] = []
     callers: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {r: {} for r in options.runtimes}
     test_scores: dict[str, tuple[ScoreSet, float]] = {}
@@ -127,6 +139,12 @@ def run_swap(
             entry, scores = _foreign(path, label, index, options, callers)
         else:
             entry, scores = _ours(path, label, index_path, index, out, options, formats, callers)
+            if device is not None:  # scored on the GPU too: its accuracy is reported, not assumed
+                model, meta = load_deployable(path)
+                callers["pytorch-cuda"][label] = scorer = gpu.cuda_scorer(model, device)
+                size, threshold = int(meta["input_size"]), float(meta["threshold"])
+                accuracy = split_metrics(scorer, index, size, meta, threshold)
+                entry["accuracy"]["pytorch-cuda"] = accuracy
         test_scores[label] = (scores, entry["threshold"])
         score_file = write_scores(out / "scores" / f"{label.replace('/', '__')}.test.csv", scores)
         entry["test_scores"] = str(score_file.relative_to(out))
@@ -288,14 +306,26 @@ def _power(
             "measured_j": None,
         }
         calls = callers[runtime][model["label"]]
-        measured = measure_rapl_j(lambda c=calls: c(one), runs=max(50, options.latency_runs))
+        runs = max(50, options.latency_runs)
+        if runtime == "pytorch-cuda":
+            device = gpu.require_cuda()
+            measured = gpu.measure_nvml_j(lambda c=calls: c(one), device, runs)
+        else:
+            measured = measure_rapl_j(lambda c=calls: c(one), runs=runs)
         if measured is not None:
             entry["measured_j"] = measured["energy_j"]
             entry["measured_label"] = measured["label"]
-        energy = entry["measured_j"] if measured is not None else active
-        entry["energy_j"] = energy
-        entry["energy_label"] = measured["label"] if measured else entry["modelled_active_label"]
-        entry["energy_source"] = "measured, RAPL" if measured else "modelled, active power"
+        # Unmeasured, a CPU runtime takes the profile's core power x latency; a GPU one the
+        # compute model (a phone core's watts say nothing about a GPU).
+        on_gpu = runtime == "pytorch-cuda"
+        kind = "compute" if on_gpu else "active"
+        if measured is not None:
+            energy, label = measured["energy_j"], measured["label"]
+            source = f"measured, {'NVML' if on_gpu else 'RAPL'}"
+        else:
+            energy, label = entry[f"modelled_{kind}_j"], entry[f"modelled_{kind}_label"]
+            source = f"modelled, {'compute' if on_gpu else 'active power'}"
+        entry |= {"energy_j": energy, "energy_label": label, "energy_source": source}
         entry["inferences_per_battery_percent"] = inferences_per_battery_percent(energy)
         out[runtime] = entry
     return out
