@@ -1,0 +1,1 @@
+"""Using a trained model: model files of every format, threshold calibration."""

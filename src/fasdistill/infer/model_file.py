@@ -1,0 +1,149 @@
+"""One deployable model file, whatever its format, with the metadata prediction needs.
+
+A ``best.pt`` of ours, an exported ONNX model (metadata in ``metadata_props``), or a
+program whose metadata travels in a ``<file>.json`` sidecar (ExecuTorch ``.pte``,
+LiteRT ``.tflite``, ncnn ``.param`` + ``.bin``). Every format gives the same
+``meta`` (input size, crop scale, colour order, mean/std, classes, threshold and
+its criterion and level) and a scorer of preprocessed crops, so calibration and
+prediction never need the training config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fasdistill.errors import InputError
+from fasdistill.export.onnx import META_KEYS
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+SIDECAR_KINDS = {".pte": "pte", ".tflite": "tflite", ".param": "ncnn"}
+SIDECAR_FORMATS = {"pte": "fasdistill-pte/1", "tflite": "fasdistill-tflite/1",
+                   "ncnn": "fasdistill-ncnn/1"}  # fmt: skip
+KINDS = ("pytorch", "onnx", "pte", "tflite", "ncnn")
+
+
+@dataclass
+class ModelFile:
+    """A model file and its decoded metadata; ``kind`` names the runtime it runs in."""
+
+    path: Path
+    kind: str
+    meta: dict[str, Any]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    def scorer(self, threads: int = 1) -> Scorer:
+        """P(bona fide) of preprocessed crops (N, 3, S, S float32), in the file's runtime."""
+        from fasdistill.export import litert, ncnn, pte
+        from fasdistill.export.pipeline import onnx_scorer, torch_scorer
+
+        if self.kind == "pytorch":
+            from fasdistill.engine.checkpoint import load_deployable
+
+            model, _ = load_deployable(self.path)
+            return torch_scorer(model)
+        if self.kind == "onnx":
+            return onnx_scorer(self.path, threads)
+        runtimes = {"pte": pte, "tflite": litert, "ncnn": ncnn}
+        module = runtimes[self.kind]
+        if not module.available():
+            raise InputError(f"{self.path}: its runtime is not installed ({module.EXTRA})")
+        scorers = {"pte": pte.pte_scorer, "tflite": litert.tflite_scorer, "ncnn": ncnn.ncnn_scorer}
+        return scorers[self.kind](self.path, threads)
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def open_model(path: str | os.PathLike[str]) -> ModelFile:
+    """Read a model file's metadata (the model itself loads when it is first scored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        from fasdistill.engine.checkpoint import load_deployable_state
+
+        meta = dict(load_deployable_state(path)["meta"])
+        return ModelFile(path, "pytorch", meta)
+    if suffix == ".onnx":
+        from fasdistill.export.onnx import read_onnx_metadata
+
+        return ModelFile(path, "onnx", read_onnx_metadata(path))
+    if suffix in SIDECAR_KINDS:
+        kind = SIDECAR_KINDS[suffix]
+        sidecar = sidecar_path(path)
+        try:
+            data = json.loads(sidecar.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: its metadata sidecar {sidecar.name} is missing") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{sidecar}: not a readable JSON sidecar ({exc})") from None
+        if not isinstance(data, dict) or data.get("fasdistill_format") != SIDECAR_FORMATS[kind]:
+            found = data.get("fasdistill_format") if isinstance(data, dict) else None
+            raise InputError(
+                f"{sidecar}: fasdistill_format is {found!r}, expected {SIDECAR_FORMATS[kind]!r}"
+            )
+        missing = [k for k in META_KEYS if k not in data]
+        if missing:
+            raise InputError(f"{sidecar}: missing keys {missing}")
+        return ModelFile(path, kind, {k: data[k] for k in META_KEYS})
+    raise InputError(
+        f"{path}: unknown model format {suffix!r}; expected .pt, .onnx, .pte, .tflite or "
+        ".param (ncnn)"
+    )
+
+
+def write_with_threshold(
+    model: ModelFile, out: str | os.PathLike[str], threshold: float, criterion: str
+) -> Path:
+    """A copy of ``model`` at ``out`` that carries a new threshold; the original is untouched.
+
+    Every file of the copy is written under a temporary name and renamed, the
+    model file last, so an interrupted write leaves no model without its metadata.
+    """
+    out = Path(out)
+    if out.suffix.lower() != model.path.suffix.lower():
+        raise InputError(f"{out}: keep the model's suffix {model.path.suffix!r}")
+    if out.resolve() == model.path.resolve():
+        raise InputError(f"{out}: is the input model; calibration never overwrites it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = {"threshold": float(threshold), "threshold_criterion": criterion}
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".calibrate-") as tmp:
+        staged = Path(tmp) / out.name
+        if model.kind == "pytorch":
+            from fasdistill.engine.checkpoint import load_deployable_state, save_checkpoint
+
+            state = load_deployable_state(model.path)
+            state["meta"] = state["meta"] | new
+            save_checkpoint(staged, state)
+        elif model.kind == "onnx":
+            import onnx
+
+            from fasdistill.export.onnx import add_metadata
+
+            proto = onnx.load(str(model.path))
+            add_metadata(proto, {key: json.dumps(value) for key, value in new.items()})
+            onnx.save(proto, str(staged))
+        else:
+            shutil.copyfile(model.path, staged)
+            if model.kind == "ncnn":
+                shutil.copyfile(model.path.with_suffix(".bin"), staged.with_suffix(".bin"))
+                staged.with_suffix(".bin").replace(out.with_suffix(".bin"))
+            data = json.loads(sidecar_path(model.path).read_text()) | new | {"program": out.name}
+            sidecar_path(staged).write_text(json.dumps(data, indent=2) + "\n")
+            sidecar_path(staged).replace(sidecar_path(out))
+        staged.replace(out)
+    return out
