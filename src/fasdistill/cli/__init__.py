@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from fasdistill import __version__
 from fasdistill.cli.data import add_metrics, add_models, add_prepare, add_synth
 from fasdistill.cli.deploy import add_export, add_swap
-from fasdistill.cli.infer import add_calibrate
+from fasdistill.cli.infer import add_calibrate, add_predict
 from fasdistill.cli.train import add_distill, add_train
 from fasdistill.errors import FasDistillError
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_swap(sub)
     add_calibrate(sub)
+    add_predict(sub)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""CLI stages that use a trained model: calibrate its threshold for a deployment."""
+"""CLI stages that use a trained model: calibrate its threshold, predict on images and videos."""
 
 from __future__ import annotations
 
@@ -87,4 +87,90 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         )
     lines.append(f"wrote {report['calibrated_model']}")
     print("\n".join(lines))
+    return 0
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    from fasdistill.infer.predict import PredictOptions, QualityGate
+    from fasdistill.infer.video import RULES, VideoOptions
+
+    gate, video = QualityGate(), VideoOptions()
+    p = sub.add_parser(
+        "predict",
+        help="score faces in images, videos and folders with a deployed model",
+        description="Detect the face, crop it exactly as the model's training crops were cut "
+        "(read from the model file), check its size and quality, score it and decide at the "
+        "model's calibrated threshold. Images and videos that cannot be judged get a status "
+        "(unreadable, image_too_large, no_face, multiple_faces, face_too_small, low_quality), "
+        "never bonafide. The exit status reports errors (2: bad model, option or path), "
+        "not decisions.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, help="images, videos or folders (recursive)")
+    p.add_argument(
+        "--model", required=True, type=Path, help="best.pt, .onnx, .pte, .tflite or ncnn .param"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per file (JSON lines)")
+    p.add_argument("--detector", help="face detector (default: the one the crops were made with)")
+    p.add_argument("--multiple-faces", choices=("largest", "reject"), default="largest")
+    p.add_argument(
+        "--boxes",
+        choices=("auto", "detector"),
+        default="auto",
+        help="auto: use <name>.boxes.csv beside a file when present (SynthSpoof), else detect",
+    )
+    p.add_argument("--min-sharpness", type=float, default=gate.min_sharpness)
+    p.add_argument("--min-brightness", type=float, default=gate.min_brightness)
+    p.add_argument("--max-brightness", type=float, default=gate.max_brightness)
+    p.add_argument("--frames", type=int, default=video.frames, help="frames sampled per video")
+    p.add_argument("--window", type=int, default=video.window, help="smoothing window (frames)")
+    p.add_argument("--video-rule", choices=RULES, default=video.rule)
+    p.add_argument("--threads", type=int, default=PredictOptions().threads)
+    p.set_defaults(handler=_run_predict, stage="predict")
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for images and videos, in sorted order."""
+    from fasdistill.data.imageio import VIDEO_SUFFIXES
+    from fasdistill.errors import InputError
+
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            media = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in media)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InputError(f"{path}: no such file or directory")
+    return files
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from fasdistill.data.imageio import is_video
+    from fasdistill.infer.predict import PredictOptions, Predictor, QualityGate, boxes_beside
+    from fasdistill.infer.video import VideoOptions, predict_video
+
+    files = expand_paths(args.paths)
+    gate = QualityGate(args.min_sharpness, args.min_brightness, args.max_brightness)
+    options = PredictOptions(args.detector, args.multiple_faces, quality=gate, threads=args.threads)
+    video = VideoOptions(frames=args.frames, window=args.window, rule=args.video_rule)
+    video.validate()
+    predictor = Predictor.from_file(args.model, options)
+    use_boxes = args.boxes == "auto"
+    for path in files:
+        if is_video(path):
+            result, kind = predict_video(predictor, path, video, use_boxes).as_dict(), "video"
+        else:
+            boxes = boxes_beside(path) if use_boxes else None
+            box = boxes.get(0) if boxes else None
+            result, kind = predictor.predict(path, box).as_dict(), "image"
+        if args.json:
+            print(json.dumps({"path": str(path), "kind": kind, **result}), flush=True)
+        else:
+            score = "-" if result["score"] is None else f"{result['score']:.4f}"
+            detail = f"  ({result['detail']})" if result.get("detail") else ""
+            print(f"{result['status']:15s} {score:>7s}  {path}{detail}", flush=True)
     return 0

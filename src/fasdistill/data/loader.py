@@ -89,7 +89,7 @@ def read_crop_index(path: str | os.PathLike[str], scale: float | None = None) ->
     return CropIndex(index_path.parent, chosen, ("bonafide", *species), scale)
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """Square resize as crops are cut: area averaging to shrink, bicubic to enlarge."""
     interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC
     return cv2.resize(image, (size, size), interpolation=interpolation)
@@ -112,7 +112,7 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
     if flipped:
         image = image[:, ::-1]
     view = int(flipped) if is_view_only(augment) and side == h == w else -1
-    image = _resize(np.ascontiguousarray(image), size)
+    image = resize_square(np.ascontiguousarray(image), size)
     if augment.colour_jitter > 0:
         j = augment.colour_jitter
         brightness, contrast = (1 + j * (2 * torch.rand(2) - 1)).tolist()
@@ -178,5 +178,5 @@ class CropDataset(Dataset):
         if self.train:
             image, view = _augment(image, self.input_size, self.augment)
         elif image.shape[0] != self.input_size or image.shape[1] != self.input_size:
-            image = _resize(image, self.input_size)
+            image = resize_square(image, self.input_size)
         return to_tensor(image), self.labels[i], i, view

@@ -8,6 +8,7 @@ are read with ``torch.load(weights_only=True)``: no pickled code is ever run.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import random
@@ -106,6 +107,7 @@ def save_deployable(
                 "threshold_criterion": "eer on dev",
                 # The threshold applies to scores at this level (video = mean of frame scores).
                 "threshold_level": config.data.level,
+                **crop_settings(index),
                 "dev": best["dev"],
                 "epoch": best["epoch"],
                 "select_metric": config.train.select_metric,
@@ -114,6 +116,19 @@ def save_deployable(
             },
         },
     )
+
+
+def crop_settings(index: CropIndex) -> dict[str, Any]:
+    """The stored crop side and the detector of the index's ``prepare`` run, when it says.
+
+    Prediction cuts faces at this side and resizes them as the loader did, so a
+    deployed model sees faces prepared exactly as in training.
+    """
+    try:
+        settings = json.loads((index.root / "prepare.json").read_text())["settings"]
+        return {"crop_size": int(settings["size"]), "detector": str(settings["detector"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # an index made by other means: crops are cut at the input size
 
 
 def load_deployable_state(path: str | os.PathLike[str]) -> dict[str, Any]:

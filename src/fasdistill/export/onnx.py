@@ -39,6 +39,9 @@ META_KEYS = (
     "threshold_criterion",
     "threshold_level",
 )
+# How the training crops were cut (from the index's prepare.json), when known: prediction
+# cuts faces at ``crop_size`` and resizes as the loader did, with the same ``detector``.
+OPTIONAL_META_KEYS = ("crop_size", "detector")
 
 
 class ScoredModel(nn.Module):
@@ -60,6 +63,7 @@ def onnx_metadata(meta: dict[str, Any]) -> dict[str, str]:
         raise InputError(f"the checkpoint metadata lacks {missing}; re-save it with this version")
     props = {"fasdistill_format": METADATA_FORMAT}
     props |= {key: json.dumps(meta[key]) for key in META_KEYS}
+    props |= {key: json.dumps(meta[key]) for key in OPTIONAL_META_KEYS if meta.get(key)}
     props["input"] = json.dumps(
         f"{INPUT_NAME}: N x 3 x input_size x input_size float32, {meta['colour_order']}, "
         "pixels / 255, then (x - mean) / std"
@@ -89,7 +93,8 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: no fasdistill metadata (fasdistill_format="
             f"{props.get('fasdistill_format')!r}); give its preprocessing in a sidecar YAML"
         )
-    return {key: json.loads(props[key]) for key in META_KEYS}
+    keys = META_KEYS + tuple(k for k in OPTIONAL_META_KEYS if k in props)
+    return {key: json.loads(props[key]) for key in keys}
 
 
 def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike[str]) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from fasdistill.errors import InputError
-from fasdistill.export.onnx import META_KEYS
+from fasdistill.export.onnx import META_KEYS, OPTIONAL_META_KEYS
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 SIDECAR_KINDS = {".pte": "pte", ".tflite": "tflite", ".param": "ncnn"}
@@ -99,7 +99,8 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
         missing = [k for k in META_KEYS if k not in data]
         if missing:
             raise InputError(f"{sidecar}: missing keys {missing}")
-        return ModelFile(path, kind, {k: data[k] for k in META_KEYS})
+        keys = META_KEYS + tuple(k for k in OPTIONAL_META_KEYS if k in data)
+        return ModelFile(path, kind, {k: data[k] for k in keys})
     raise InputError(
         f"{path}: unknown model format {suffix!r}; expected .pt, .onnx, .pte, .tflite or "
         ".param (ncnn)"

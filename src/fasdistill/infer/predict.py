@@ -1,0 +1,254 @@
+"""Prediction on images: detect, crop exactly as in training, gate, score, decide; fail closed.
+
+Preprocessing comes from the model file's metadata (:mod:`fasdistill.infer.model_file`):
+the crop scale, the side crops were stored at in ``prepare`` (``crop_size``) and the
+detector it used, then the same resize and normalisation as the training loader. A
+face gets ``bonafide`` or ``attack`` only when everything before the model worked:
+otherwise the result says why not, and never ``bonafide``:
+
+``unreadable`` (missing, empty, corrupt or truncated file), ``image_too_large``
+(its header declares more pixels than the memory bound), ``no_face``,
+``multiple_faces`` (policy ``reject``), ``face_too_small`` (the crop would be
+enlarged more than ``max_upscale`` times to reach the model's input), and
+``low_quality`` (blurred, too dark or too bright: :class:`QualityGate`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+import torch
+
+from fasdistill.data.crops import square_crop, square_region
+from fasdistill.data.detect import Detection, FaceDetector, get_detector
+from fasdistill.data.imageio import MAX_PIXELS, read_image
+from fasdistill.data.loader import resize_square, to_tensor
+from fasdistill.errors import InputError
+from fasdistill.infer.model_file import ModelFile, open_model
+
+DECISIONS = ("bonafide", "attack")
+FAILURES = (
+    "unreadable",
+    "image_too_large",
+    "no_face",
+    "multiple_faces",
+    "face_too_small",
+    "low_quality",
+)
+STATUSES = DECISIONS + FAILURES
+THREAD_SAFE_RUNTIMES = ("onnx", "pytorch")  # ONNX Runtime sessions and eval-mode torch
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """Thresholds a face crop must pass before it is scored.
+
+    Measured on the context crop cut from the image at 128 px, whatever side the
+    model's crops have, so the gate judges the capture, not the model.
+    ``min_sharpness``: variance of the Laplacian of that grey crop.
+    Sharp photos give 400-1,300, SynthSpoof crops 13-670, a crop blurred with a
+    Gaussian of sigma 2 px at 96 px about 16. ``min_brightness`` / ``max_brightness``:
+    mean grey level (0-255). ``max_clipped``: share of pixels at <= 5 or >= 250.
+    """
+
+    min_sharpness: float = 10.0
+    min_brightness: float = 40.0
+    max_brightness: float = 220.0
+    max_clipped: float = 0.5
+
+    side: ClassVar[int] = 128
+
+    def check(self, crop_bgr: np.ndarray) -> tuple[bool, dict[str, float]]:
+        """Whether a crop of ``side`` px passes, and its measures."""
+        grey = cv2.cvtColor(resize_square(crop_bgr, self.side), cv2.COLOR_BGR2GRAY)
+        measures = {
+            "sharpness": float(cv2.Laplacian(grey, cv2.CV_64F).var()),
+            "brightness": float(grey.mean()),
+            "clipped": float(((grey <= 5) | (grey >= 250)).mean()),
+        }
+        ok = (
+            measures["sharpness"] >= self.min_sharpness
+            and self.min_brightness <= measures["brightness"] <= self.max_brightness
+            and measures["clipped"] <= self.max_clipped
+        )
+        return ok, measures
+
+
+@dataclass
+class PredictOptions:
+    """How faces are found and which are scored."""
+
+    detector: str | None = None  # None: the detector the training crops were prepared with
+    multiple_faces: str = "largest"  # or "reject"
+    max_upscale: float = 2.0  # a crop may be enlarged at most this much to the model input
+    quality: QualityGate = field(default_factory=QualityGate)
+    max_pixels: int = MAX_PIXELS
+    threads: int = 1
+
+    def validate(self) -> None:
+        if self.multiple_faces not in ("largest", "reject"):
+            raise InputError(
+                f"multiple-faces policy must be 'largest' or 'reject', got {self.multiple_faces!r}"
+            )
+        if self.max_upscale < 1:
+            raise InputError(f"max upscale must be >= 1, got {self.max_upscale}")
+
+
+@dataclass
+class Prediction:
+    """The result for one image (or one video frame)."""
+
+    status: str  # one of STATUSES
+    score: float | None = None  # P(bona fide), only when a face was scored
+    threshold: float | None = None
+    box: tuple[float, float, float, float] | None = None
+    faces: int = 0
+    quality: dict[str, float] | None = None
+    detail: str = ""
+
+    @property
+    def is_bonafide(self) -> bool:
+        return self.status == "bonafide"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["box"] = None if self.box is None else [round(v, 1) for v in self.box]
+        return out
+
+
+class Predictor:
+    """A model loaded once, its preprocessing, and a face detector; safe to share across threads.
+
+    ONNX Runtime and PyTorch models are called concurrently; the other runtimes
+    (ExecuTorch, LiteRT, ncnn) behind a lock. Every thread gets its own detector.
+    """
+
+    def __init__(self, model: ModelFile, options: PredictOptions | None = None) -> None:
+        self.model = model
+        self.options = options or PredictOptions()
+        self.options.validate()
+        meta = model.meta
+        self.input_size = int(meta["input_size"])
+        self.crop_size = int(meta.get("crop_size") or self.input_size)
+        self.crop_scale = float(meta["crop_scale"])
+        self.threshold = model.threshold
+        self.detector_name = self.options.detector or meta.get("detector") or "yunet"
+        get_detector(self.detector_name)  # fail now if it cannot load here
+        torch.set_num_threads(self.options.threads)
+        self._score = model.scorer(self.options.threads)
+        self._lock = None if model.kind in THREAD_SAFE_RUNTIMES else threading.Lock()
+        self._local = threading.local()
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], options: PredictOptions | None = None
+    ) -> Predictor:
+        return cls(open_model(path), options)
+
+    # ------------------------------------------------------------------ pieces
+
+    @property
+    def detector(self) -> FaceDetector:
+        if not hasattr(self._local, "detector"):
+            self._local.detector = get_detector(self.detector_name)
+        return self._local.detector
+
+    def score_tensors(self, batch: np.ndarray) -> np.ndarray:
+        """P(bona fide) of preprocessed crops, in the model's runtime."""
+        if self._lock is None:
+            return np.asarray(self._score(batch), dtype=np.float64)
+        with self._lock:
+            return np.asarray(self._score(batch), dtype=np.float64)
+
+    def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
+        """A stored-size BGR crop as the model's input tensor (as the training loader does)."""
+        rgb = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
+        if rgb.shape[0] != self.input_size:
+            rgb = resize_square(rgb, self.input_size)
+        return to_tensor(rgb).numpy()
+
+    def face(
+        self, image_bgr: np.ndarray, box: tuple[float, float, float, float] | None = None
+    ) -> tuple[Prediction, np.ndarray | None]:
+        """Find, check and crop the face of one image; the tensor is None unless it passed."""
+        if box is None:
+            found: list[Detection] = self.detector.detect(image_bgr)
+            if not found:
+                return Prediction("no_face", detail="no face detected"), None
+            if len(found) > 1 and self.options.multiple_faces == "reject":
+                return Prediction("multiple_faces", faces=len(found)), None
+            chosen = max(found, key=lambda d: d.area)
+            box, faces = chosen.box, len(found)
+        else:
+            faces = 1
+        height, width = image_bgr.shape[:2]
+        _, _, side = square_region(box, self.crop_scale, width, height)
+        if side * self.options.max_upscale < self.input_size:
+            detail = f"crop side {side} px < {self.input_size} px / {self.options.max_upscale:g}"
+            return Prediction("face_too_small", box=box, faces=faces, detail=detail), None
+        gate = self.options.quality
+        passed, measures = gate.check(square_crop(image_bgr, box, self.crop_scale, gate.side))
+        if not passed:
+            return Prediction("low_quality", box=box, faces=faces, quality=measures), None
+        crop = square_crop(image_bgr, box, self.crop_scale, self.crop_size)
+        result = Prediction("attack", box=box, faces=faces, quality=measures)
+        return result, self.preprocess(crop)
+
+    # ------------------------------------------------------------------ public API
+
+    def predict(self, image: np.ndarray | str | os.PathLike[str], box: Any = None) -> Prediction:
+        """One image: a BGR uint8 array (as cv2 reads it) or a file path."""
+        return self.predict_batch([image], [box])[0]
+
+    def predict_batch(
+        self, images: list[np.ndarray | str | os.PathLike[str]], boxes: list[Any] | None = None
+    ) -> list[Prediction]:
+        """Several images; the faces that pass every check are scored in one runtime call."""
+        boxes = boxes or [None] * len(images)
+        results: list[Prediction] = []
+        tensors, scored = [], []
+        for image, box in zip(images, boxes, strict=True):
+            if not isinstance(image, np.ndarray):
+                read = read_image(image, self.options.max_pixels)
+                if read.image is None:
+                    results.append(Prediction(read.status, detail=read.detail))
+                    continue
+                image = read.image
+            elif image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise InputError(f"predict takes BGR uint8 (H, W, 3) arrays, got {image.shape}")
+            result, tensor = self.face(image, box)
+            results.append(result)
+            if tensor is not None:
+                tensors.append(tensor)
+                scored.append(result)
+        if tensors:
+            for result, score in zip(scored, self.score_tensors(np.stack(tensors)), strict=True):
+                result.score = float(score)
+                result.threshold = self.threshold
+                result.status = "bonafide" if score >= self.threshold else "attack"
+        return results
+
+
+def boxes_beside(path: Path) -> dict[int, tuple[float, float, float, float]] | None:
+    """Face boxes shipped beside a file (``<name>.boxes.csv``: frame,x,y,w,h), as SynthSpoof
+    and the folder layout store them; None when there is no such file."""
+    import csv
+
+    sidecar = path.with_name(path.stem + ".boxes.csv")
+    if not sidecar.is_file():
+        return None
+    boxes = {}
+    with sidecar.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            try:
+                boxes[int(row["frame"])] = tuple(float(row[k]) for k in ("x", "y", "w", "h"))
+            except (KeyError, ValueError):
+                message = f"{sidecar}: expected columns frame,x,y,w,h with numbers"
+                raise InputError(message) from None
+    return boxes
