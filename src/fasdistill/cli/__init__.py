@@ -15,6 +15,7 @@ from fasdistill import __version__
 from fasdistill.cli.data import add_metrics, add_models, add_prepare, add_synth
 from fasdistill.cli.deploy import add_export, add_swap
 from fasdistill.cli.infer import add_calibrate, add_predict
+from fasdistill.cli.quickstart import add_quickstart
 from fasdistill.cli.train import add_distill, add_train
 from fasdistill.errors import FasDistillError
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fasdistill {__version__}")
     sub = parser.add_subparsers(title="stages", metavar="<stage>", required=True)
+    add_quickstart(sub)
     add_synth(sub)
     add_prepare(sub)
     add_models(sub)
