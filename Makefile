@@ -18,15 +18,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job on built-in data, as far as the pipeline exists today: render a
-# SynthSpoof set (and its contact sheet), score it with a hand-crafted baseline
-# trained on its train split, and evaluate dev/test with the ISO metrics.
+# The main job on built-in data: SynthSpoof -> crops -> ResNet-18 teacher -> swapnet
+# students (scratch and distilled) -> export -> SWAP report (out/demo/swap/report.html).
+# Resumable: a rerun skips finished stages.
 demo: $(STAMP)
-	$(BIN)/fasdistill synth --out $(DEMO_OUT)/synthspoof --subjects 30 --size 96 \
-		--preview $(DEMO_OUT)/synthspoof-preview.png
-	$(BIN)/python examples/synth_baseline.py $(DEMO_OUT)/synthspoof $(DEMO_OUT)/scores
-	$(BIN)/fasdistill metrics --dev $(DEMO_OUT)/scores/dev.csv --test $(DEMO_OUT)/scores/test.csv \
-		--out $(DEMO_OUT)/metrics
+	$(BIN)/fasdistill quickstart --out $(DEMO_OUT)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples

@@ -142,11 +142,14 @@ def test_bad_faces_fail_closed(predictor: Predictor) -> None:
 def test_decompression_bomb_stays_within_memory(model: Path, tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb(40000, 40000))
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child of this big
+    # pytest process would report the parent's size.
     code = (
-        "import resource, sys\n"
+        "import re, sys\n"
         "from fasdistill.cli import main\n"
         f"rc = main(['predict', {str(bomb)!r}, '--model', {str(model)!r}, '--json'])\n"
-        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20\n"
+        "status = open('/proc/self/status').read()\n"
+        "peak = int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 2**20\n"
         "print('PEAK_GIB', peak, file=sys.stderr)\n"
         "sys.exit(rc)\n"
     )

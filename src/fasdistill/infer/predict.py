@@ -51,9 +51,9 @@ class QualityGate:
 
     Measured on the context crop cut from the image at 128 px, whatever side the
     model's crops have, so the gate judges the capture, not the model.
-    ``min_sharpness``: variance of the Laplacian of that grey crop.
-    Sharp photos give 400-1,300, SynthSpoof crops 13-670, a crop blurred with a
-    Gaussian of sigma 2 px at 96 px about 16. ``min_brightness`` / ``max_brightness``:
+    ``min_sharpness``: variance of the Laplacian of that grey crop: a sharp photo
+    gives about 700, the same blurred with a Gaussian of sigma 3 px 15, SynthSpoof
+    images 30-2,970 (docs/predict.md). ``min_brightness`` / ``max_brightness``:
     mean grey level (0-255). ``max_clipped``: share of pixels at <= 5 or >= 250.
     """
 
