@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= out/demo
 
-.PHONY: venv demo test test-all lint bench clean
+.PHONY: venv demo test test-all lint bench screenshot clean
 
 # torch goes in first, pinned: on these machines `torch==2.13.0` is a local CPU
 # wheel, while an unpinned torch would pull a multi-GB CUDA build.
@@ -43,6 +43,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/detect_photos.py
 	$(BIN)/python benchmarks/model_latency.py
 	$(BIN)/python benchmarks/train_speed.py
+
+# The README's picture: the quick start's report.html rendered by headless Chromium.
+screenshot:
+	chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,1230 \
+		--virtual-time-budget=10000 --screenshot=docs/img/swap-report.png \
+		file://$(abspath $(DEMO_OUT))/swap/report.html
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

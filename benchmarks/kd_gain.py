@@ -36,7 +36,19 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
 FEATURE_METHODS = ("fitnet", "at")
-ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS)
+ENSEMBLE_METHODS = ("multi_teacher",)  # lodo protocols only: needs the teachers below
+ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS)
+# The multi_teacher row's teachers besides the lodo teacher: other recipes, another
+# seed and another architecture (name -> recipe, overrides beyond the teacher budget).
+ENSEMBLE = {
+    "teacher_plain": ("teacher_resnet18", []),
+    "teacher_strong": (
+        "teacher_resnet18_xdomain",
+        ["data.augment.colour_jitter=0.4", "data.augment.blur=0.5", "train.early_stop=null"],
+    ),
+    "teacher_seed1": ("teacher_resnet18_xdomain", ["train.seed=1"]),
+    "teacher_r34": ("teacher_resnet18_xdomain", ["model.name=resnet34"]),
+}
 
 
 @dataclass
@@ -81,17 +93,25 @@ def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, P
 # ---------------------------------------------------------------------------- one run
 
 
-def run_overrides(job: Job, budget: Budget, teacher: Path | None) -> tuple[Path, list[str]]:
+def teachers_of(job: Job, out: Path) -> list[Path]:
+    """The teacher checkpoints a distilled run learns from."""
+    names = ["teacher", *ENSEMBLE] if job.method in ENSEMBLE_METHODS else ["teacher"]
+    return [out / job.protocol / name / "checkpoints" / "best.pt" for name in names]
+
+
+def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path, list[str]]:
     """The recipe and the overrides of one run; the budget is set in steps."""
-    if job.method == "teacher":  # early stopping on dev as in its recipe
+    if job.method.startswith("teacher"):  # early stopping on dev as in its recipe
         # An unseen domain needs a teacher that cannot key on its source domains'
         # photometry; within the domains colour and blur are attack cues (see the recipes).
         recipe = budget.lodo_teacher if job.protocol.startswith("lodo") else "teacher_resnet18"
+        recipe, extra = ENSEMBLE.get(job.method, (recipe, []))
         return RECIPES / f"{recipe}.yaml", [
             f"data.input_size={budget.input_size}",
             "data.workers=1",
             "train.epochs=1",
             f"train.min_steps={budget.teacher_steps}",
+            *extra,
         ]
     students = [
         f"data.input_size={budget.input_size}",
@@ -107,8 +127,8 @@ def run_overrides(job: Job, budget: Budget, teacher: Path | None) -> tuple[Path,
     ]
     if job.method == "scratch":
         return RECIPES / "student_swapnet.yaml", students
-    assert teacher is not None
-    overrides = [*students, f"distill.teacher=[{teacher}]", "distill.cache=true"]
+    listed = ",".join(str(t) for t in teachers)
+    overrides = [*students, f"distill.teacher=[{listed}]", "distill.cache=true"]
     return RECIPES / f"distill_{job.method}.yaml", overrides
 
 
@@ -122,8 +142,7 @@ def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> d
 
     run_dir = out / job.name
     result_path = run_dir / "result.json"
-    teacher = out / job.protocol / "teacher" / "checkpoints" / "best.pt"
-    recipe, overrides = run_overrides(job, budget, teacher if job.method != "teacher" else None)
+    recipe, overrides = run_overrides(job, budget, teachers_of(job, out))
     if result_path.exists():
         result = json.loads(result_path.read_text())
         if result.get("test_set") == test_fingerprint(index):
@@ -191,12 +210,20 @@ def summarise(
 
 
 def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job]:
-    """Jobs in priority order: teachers first, then seed by seed, protocol by protocol."""
+    """Jobs in priority order: teachers first, then seed by seed, protocol by protocol.
+
+    ``multi_teacher`` runs on lodo protocols only, after the ensemble's teachers.
+    """
     jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
+    ensemble = [p for p in protocols if p.startswith("lodo") and "multi_teacher" in methods]
+    jobs += [Job(f"{p}/{name}", p, name, 0) for p in ensemble for name in ENSEMBLE]
     for seed in seeds:
         for p in protocols:
             for m in methods:
+                if m in ENSEMBLE_METHODS and p not in ensemble:
+                    continue
                 after = [] if m == "scratch" else [f"{p}/teacher"]
+                after += [f"{p}/{name}" for name in ENSEMBLE] if m in ENSEMBLE_METHODS else []
                 jobs.append(Job(f"{p}/{m}/seed{seed}", p, m, seed, after))
     return jobs
 
@@ -273,6 +300,13 @@ def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: lis
                 f"| {_mean_std(retention)} "
                 f"| {statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f} |"
             )
+        members = [(n, results[f"{p}/{n}"]) for n in ENSEMBLE if f"{p}/{n}" in results]
+        if members:
+            listed = ", ".join(
+                f"`{n}` {100 * r['test']['acer']:.1f} % / {r['test']['auc']:.3f}"
+                for n, r in members
+            )
+            lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
         lines.append("")
     return "\n".join(lines)
 

@@ -22,7 +22,7 @@ def add_quickstart(sub: argparse._SubParsersAction) -> None:
         "--budget",
         choices=sorted(BUDGETS),
         default="small",
-        help="small: about 15 min on 2 cores; full: the kd_gain.py budget (about 35 min)",
+        help="small: under 15 min on 2 cores; full: the data and budget of benchmarks/kd_gain.py",
     )
     p.set_defaults(handler=_run, stage="quickstart")
 
