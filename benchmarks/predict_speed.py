@@ -22,18 +22,9 @@ import numpy as np
 import torch
 from skimage import data
 
+from fasdistill.export.pipeline import FILE_NAMES
 from fasdistill.infer.model_file import open_model
 from fasdistill.infer.predict import PredictOptions, Predictor
-
-FILES = {
-    "onnx": "model.onnx",
-    "onnx-int8": "model.int8.onnx",
-    "pte": "model.pte",
-    "pte-int8": "model.int8.pte",
-    "tflite": "model.tflite",
-    "tflite-int8": "model.int8.tflite",
-    "ncnn": "model.ncnn.param",
-}
 
 
 def make_video(path: Path, frames: int) -> None:
@@ -85,7 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    paths = {k: args.export / v for k, v in FILES.items() if (args.export / v).exists()}
+    paths = {k: args.export / v for k, v in FILE_NAMES.items() if (args.export / v).exists()}
     if args.checkpoint:
         paths["pytorch"] = args.checkpoint
     predictors = {}
