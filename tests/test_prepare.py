@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -18,6 +20,7 @@ from fasdistill.data.prepare import INDEX_COLUMNS, PrepareConfig, prepare
 from fasdistill.data.synth import SynthConfig, generate
 from fasdistill.errors import InputError
 from test_detect import needs_yuface
+from test_predict import png_bomb
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +132,10 @@ def messy_folder(tmp_path: Path) -> Path:
     cv2.imwrite(str(root / "bonafide" / "alice" / "face.jpg"), face)
     cv2.imwrite(str(root / "bonafide" / "alice" / "wall.png"), np.full((120, 120, 3), 90, np.uint8))
     (root / "bonafide" / "alice" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "bonafide" / "alice" / "zero.png").write_bytes(b"")
+    (root / "bonafide" / "alice" / "bomb.png").write_bytes(png_bomb(40000, 40000))
+    _, png = cv2.imencode(".png", face)
+    (root / "bonafide" / "alice" / "png_named.jpg").write_bytes(png.tobytes())
     small = cv2.resize(face, (160, 160))
     write_video(root / "attack" / "print" / "bob" / "clip.avi", [small] * 6)
     write_video(root / "attack" / "print" / "bob" / "long.avi", [small] * 40)
@@ -157,19 +164,59 @@ def test_bad_data_is_counted_per_reason_never_fatal(messy_folder: Path, tmp_path
     assert by_video["face.jpg"] == "ok"
     assert by_video["wall.png"] == "no_face"
     assert by_video["broken.jpg"] == "unreadable_image"
+    assert by_video["zero.png"] == "unreadable_image"
+    assert by_video["bomb.png"] == "image_too_large"  # from its header, nothing decoded
+    assert by_video["png_named.jpg"] == "ok"  # the bytes decide the format, not the name
     assert by_video["clip.avi"] == "ok"
     assert by_video["empty.avi"] == "unreadable_video"
     cut = [r["status"] for r in rows if r["video_id"].endswith("cut.avi")]
     assert "unreadable_frame" in cut or cut == ["unreadable_video"]
     counts = summary["status_counts"]
-    assert counts["no_face"] == 1 and counts["unreadable_image"] == 1
+    assert counts["no_face"] == 1 and counts["unreadable_image"] == 2
+    assert counts["image_too_large"] == 1
     assert counts["empty_folder"] == 1
     empty = next(r for r in rows if r["status"] == "empty_folder")
     assert empty["source_path"].endswith("attack/replay/carol")
-    assert counts["ok"] >= 1 + 6  # the photo and every frame of the good clip
+    assert counts["ok"] >= 2 + 6  # the photos and every frame of the good clip
     assert sum(counts.values()) == len(rows)
     ok = next(r for r in rows if r["video_id"].endswith("face.jpg"))
     assert ok["box_source"] == "yunet" and float(ok["det_score"]) > 0.5
+
+
+@needs_yuface
+def test_a_decompression_bomb_prepares_to_completion_in_bounded_memory(
+    messy_folder: Path, tmp_path: Path
+) -> None:
+    """The whole messy folder, in a fresh process: its peak resident memory stays < 1 GiB."""
+    out = tmp_path / "out"
+    code = (
+        "import re, sys\n"
+        "from fasdistill.cli import main\n"
+        f"rc = main(['prepare', '--dataset', 'folder', '--root', {str(messy_folder)!r},\n"
+        f"           '--out', {str(out)!r}, '--size', '48', '--workers', '1'])\n"
+        "status = open('/proc/self/status').read()\n"
+        "print('PEAK_GIB', int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) / 2**20)\n"
+        "sys.exit(rc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split("PEAK_GIB")[1].split()[0]) < 1.0
+    statuses = {Path(r["video_id"]).name: r["status"] for r in read_index(out)}
+    assert statuses["bomb.png"] == "image_too_large"
+
+
+def test_video_frames_beyond_the_memory_bound_are_refused_before_decoding(
+    messy_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fasdistill.data import video
+
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100 * 100)  # the clips are 160 x 160
+    config = PrepareConfig(
+        dataset="folder", root=str(messy_folder), boxes="annotation", scales=(1.0,), size=32
+    )
+    prepare(config, tmp_path / "out", workers=1)
+    statuses = {Path(r["video_id"]).name: r["status"] for r in read_index(tmp_path / "out")}
+    assert statuses["clip.avi"] == "image_too_large"
 
 
 def test_annotation_only_mode_reports_missing_annotations(

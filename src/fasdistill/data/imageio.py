@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 MAX_PIXELS = 50_000_000  # 50 MP: 150 MB as 8-bit BGR; a 200 MP phone photo must be resized first
+# (fasdistill.data.video.MAX_FRAME_PIXELS applies the same bound to video frames)
 MAX_FILE_BYTES = 256 * 2**20  # no still image of 50 MP needs more
 VIDEO_SUFFIXES = frozenset({".avi", ".mov", ".mp4", ".m4v", ".mkv", ".webm", ".3gp", ".mpg"})
 

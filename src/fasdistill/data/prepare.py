@@ -41,7 +41,8 @@ from fasdistill import __version__
 from fasdistill.data.crops import square_crop
 from fasdistill.data.formats import DatasetAdapter, Sample, get_adapter
 from fasdistill.data.formats.base import Box
-from fasdistill.data.video import read_frames
+from fasdistill.data.imageio import read_image
+from fasdistill.data.video import FramesTooLarge, read_frames
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -130,15 +131,19 @@ class _Worker:
         """Crop one sample; every outcome, good or bad, becomes index rows."""
         config = self.config
         if sample.media == "image":
-            image = cv2.imread(sample.path, cv2.IMREAD_COLOR)
-            if image is None:
-                return [_row(sample, -1, status="unreadable_image")]
-            frames, missing = [(0, image)], []
+            # Header first: a decompression bomb is refused before any pixel is decoded.
+            read = read_image(sample.path)
+            if read.image is None:
+                status = "unreadable_image" if read.status == "unreadable" else read.status
+                return [_row(sample, -1, status=status)]
+            frames, missing = [(0, read.image)], []
         else:
             try:
                 frames, missing = read_frames(
                     sample.path, count=config.frames, every=config.every, limit=sample.frame_limit
                 )
+            except FramesTooLarge:
+                return [_row(sample, -1, status="image_too_large")]
             except InputError:
                 return [_row(sample, -1, status="unreadable_video")]
             if not frames and not missing:

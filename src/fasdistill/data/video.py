@@ -15,6 +15,12 @@ import numpy as np
 
 from fasdistill.errors import InputError
 
+MAX_FRAME_PIXELS = 50_000_000  # the still-image bound of fasdistill.data.imageio
+
+
+class FramesTooLarge(InputError):
+    """A video whose frames declare more pixels than the memory bound allows."""
+
 
 def open_video(path: str | os.PathLike[str]) -> cv2.VideoCapture:
     """Open a video for reading with automatic rotation; InputError if unreadable."""
@@ -67,6 +73,10 @@ def read_frames(
     """
     capture = open_video(path)
     try:
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > MAX_FRAME_PIXELS:  # checked before any frame is decoded
+            raise FramesTooLarge(f"{path}: frames of {width} x {height} pixels")
         total = frame_count(capture)
         if total == 0:  # container without a usable count: count by decoding
             while capture.grab():

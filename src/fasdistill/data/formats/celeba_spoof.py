@@ -196,12 +196,15 @@ def image_size(path: Path) -> tuple[int, int]:
         raise InputError(f"{path}: cannot read the image header ({exc})") from None
     if size is not None:
         return size
-    import cv2
+    from fasdistill.data.imageio import declared_size  # other formats: header only, no decode
 
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
+    try:
+        size = declared_size(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the image ({exc})") from None
+    if size is None:
         raise InputError(f"{path}: not a readable image (needed to scale its face box)")
-    return int(image.shape[1]), int(image.shape[0])
+    return size
 
 
 def _png_size(handle: BinaryIO) -> tuple[int, int] | None:
