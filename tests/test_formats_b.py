@@ -140,6 +140,27 @@ def test_siw_protocols_2_and_3(
                 assert (code.medium == k) == (s.split == "test"), s.sample_id
 
 
+def test_siw_live_test_videos_named_with_an_extra_m_are_kept(tmp_path: Path) -> None:
+    """The 16 sensor-2 live test videos of subjects 153, 154, 158 and 161 are <code>.m.mov."""
+    names = [
+        f"Test/live/{sub}/{sub}-2-1-{medium}-{session}.m"
+        for sub in ("153", "154", "158", "161")
+        for medium in (1, 2)
+        for session in (1, 2)
+    ]
+    root = siw_tree(tmp_path)
+    for name in names:
+        touch(root, f"{name}.mov")
+    siw = SiW(root)
+    for protocol in ("1", "2_1", "3_1"):
+        test = {s.sample_id for s in siw.protocol(protocol) if s.split == "test"}
+        assert set(names) <= test, protocol  # ids as the official lists write them
+    assert not [p for p in siw.skipped if ".m." in p]
+    sample = next(s for s in siw.samples() if s.sample_id == names[0])
+    assert sample.label == "bonafide" and sample.device == "sensor2" and sample.subject == "153"
+    assert parse_code(names[0]) == parse_code("153-2-1-1-1")
+
+
 def test_siw_errors(tmp_path: Path) -> None:
     siw = SiW(siw_tree(tmp_path / "a", parts=("Train",)))
     with pytest.raises(ProtocolError) as err:

@@ -2,7 +2,7 @@
 
 Layout::
 
-    ROOT/Train|Test/live|spoof/SSS/SSS-S-T-M-N.mov
+    ROOT/Train|Test/live|spoof/SSS/SSS-S-T-M-N.mov   (16 live test videos: SSS-S-T-M-N.m.mov)
 
 ``SSS`` subject (three digits), ``S`` sensor (1-2), ``T`` type (1 live, 2 print,
 3 replay), ``M`` medium (print: 1-2 printer/paper; replay: 1-4 iPad, iPhone, PC
@@ -33,7 +33,9 @@ TYPES = {1: "bonafide", 2: "print", 3: "replay"}
 MEDIA_COUNT = {2: 2, 3: 4}  # type -> number of media (print: 2, replay: 4)
 REPLAY_MEDIA = ("iPad", "iPhone", "PC screen", "Android")  # replay medium m is REPLAY_MEDIA[m - 1]
 FRAME_LIMIT = 60  # protocol 1 trains on the first 60 frames of each video
-_CODE = re.compile(r"^(\d{3})-([12])-([123])-(\d+)-(\d+)$")
+# 16 sensor-2 live test videos (subjects 153, 154, 158, 161) carry an extra ".m" before
+# the extension, e.g. 153-2-1-1-1.m.mov; the official lists name them 153-2-1-1-1.m.
+_CODE = re.compile(r"^(\d{3})-([12])-([123])-(\d+)-(\d+)(?:\.m)?$")
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,11 @@ class SiW(DatasetAdapter):
         return out
 
     def _sample(self, path: Path, rel: str) -> Sample | None:
-        """The sample of one file, or None when it does not follow the SiW scheme."""
+        """The sample of one file, or None when it does not follow the SiW scheme.
+
+        The sample id is the path without its extension, as in the official lists
+        (``Test/live/153/153-2-1-1-1.m`` for ``153-2-1-1-1.m.mov``).
+        """
         parts = rel.split("/")
         code = parse_code(path.stem)
         if len(parts) != 4 or media_kind(path) != "video" or code is None:
