@@ -22,6 +22,7 @@ from fasdistill.errors import InputError
 _ADAPTERS = {
     "oulu-npu": "oulu:OuluNPU",
     "replay-attack": "replay_attack:ReplayAttack",
+    "replay-mobile": "replay_mobile:ReplayMobile",
     "casia-fasd": "casia:CasiaFASD",
     "msu-mfsd": "msu:MsuMFSD",
     "siw": "siw:SiW",
