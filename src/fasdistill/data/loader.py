@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fasdistill.config import AugmentConfig
+from fasdistill.data.imageio import read_image
 from fasdistill.errors import InputError
 
 MEAN = (0.5, 0.5, 0.5)  # RGB, applied after scaling pixels to [0, 1]
@@ -168,11 +169,13 @@ class CropDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
         row = self.rows[i]
         path = self.index.root / row["crop_path"]
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
+        read = read_image(path)  # header first: a replaced crop cannot blow up memory
+        if read.image is None:
             raise InputError(
-                f"{path}: cannot read crop (listed in {self.index.root / 'index.csv'})"
+                f"{path}: cannot read crop, {read.status} (listed in "
+                f"{self.index.root / 'index.csv'})"
             )
+        image = read.image
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         view = 0
         if self.train:
