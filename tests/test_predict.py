@@ -125,6 +125,8 @@ def test_bad_faces_fail_closed(predictor: Predictor) -> None:
     face = astronaut()
     box = (178.0, 63.0, 89.0, 112.0)
     assert predictor.predict(face, (178.0, 63.0, 2.0, 3.0)).status == "face_too_small"
+    outside = predictor.predict(face, (900.0, 900.0, 50.0, 50.0))  # a stale boxes.csv entry
+    assert outside.status == "no_face" and "outside" in outside.detail
     dark = (face * 0.1).astype(np.uint8)
     result = predictor.predict(dark, box)
     assert result.status == "low_quality" and result.quality["brightness"] < 40

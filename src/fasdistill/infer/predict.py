@@ -188,7 +188,10 @@ class Predictor:
         else:
             faces = 1
         height, width = image_bgr.shape[:2]
-        _, _, side = square_region(box, self.crop_scale, width, height)
+        try:
+            _, _, side = square_region(box, self.crop_scale, width, height)
+        except InputError as exc:  # a given box with no area or outside the image
+            return Prediction("no_face", box=box, faces=0, detail=str(exc)), None
         if side * self.options.max_upscale < self.input_size:
             detail = f"crop side {side} px < {self.input_size} px / {self.options.max_upscale:g}"
             return Prediction("face_too_small", box=box, faces=faces, detail=detail), None
