@@ -20,8 +20,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from fasdistill.errors import InputError
+
 MAX_PIXELS = 50_000_000  # 50 MP: 150 MB as 8-bit BGR; a 200 MP phone photo must be resized first
-# (fasdistill.data.video.MAX_FRAME_PIXELS applies the same bound to video frames)
 MAX_FILE_BYTES = 256 * 2**20  # no still image of 50 MP needs more
 VIDEO_SUFFIXES = frozenset({".avi", ".mov", ".mp4", ".m4v", ".mkv", ".webm", ".3gp", ".mpg"})
 
@@ -35,18 +36,27 @@ class ImageRead:
     detail: str = ""
 
 
+class TooManyPixels(InputError):
+    """An image whose header declares more pixels than Pillow itself will open."""
+
+
 def declared_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image header, without decoding pixels; None if unknown."""
+    """(width, height) from the image header, without decoding pixels; None if unknown.
+
+    Pillow refuses headers above twice its own bound (about 179 M pixels, well
+    above ``MAX_PIXELS``): that is :class:`TooManyPixels`.
+    """
     import io
 
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's own decompression-bomb warning
-            Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, on the header alone
+            warnings.simplefilter("ignore")  # Pillow's decompression-bomb warning: ours follows
             with Image.open(io.BytesIO(data)) as img:
                 return int(img.size[0]), int(img.size[1])
+    except Image.DecompressionBombError as exc:
+        raise TooManyPixels(str(exc)) from None
     except Exception:  # noqa: BLE001 - Pillow raises many types for unknown data
         return None
 
@@ -55,7 +65,10 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     """Decode image bytes to BGR uint8, refusing what would not fit the memory bound."""
     if not data:
         return ImageRead(None, "unreadable", f"{name}: empty file")
-    size = declared_size(data)
+    try:
+        size = declared_size(data)
+    except TooManyPixels as exc:
+        return ImageRead(None, "image_too_large", f"{name}: {exc}")
     if size is not None and size[0] * size[1] > max_pixels:
         return ImageRead(
             None,
@@ -80,8 +93,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> Im
     """Read an image file safely (see the module docstring); never raises for bad data."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            size = path.stat().st_size
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
             return ImageRead(None, "image_too_large", f"{path}: {size:,} bytes on disk")
         data = path.read_bytes()
     except OSError as exc:

@@ -138,6 +138,18 @@ def to_tensor(image_rgb: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
+def model_input(crop_bgr: np.ndarray, size: int) -> torch.Tensor:
+    """A stored BGR crop as the tensor a model sees: RGB, square resize, normalisation.
+
+    The one evaluation preprocessing: the loader, prediction and the SWAP video
+    benchmark all call it, so a deployed model sees crops exactly as in training.
+    """
+    image = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
+    if image.shape[0] != size or image.shape[1] != size:
+        image = resize_square(image, size)
+    return to_tensor(image)
+
+
 class CropDataset(Dataset):
     """Crops of one split: (image tensor, class label, row number, view).
 
@@ -175,11 +187,9 @@ class CropDataset(Dataset):
                 f"{path}: cannot read crop, {read.status} (listed in "
                 f"{self.index.root / 'index.csv'})"
             )
-        image = read.image
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        view = 0
-        if self.train:
-            image, view = _augment(image, self.input_size, self.augment)
-        elif image.shape[0] != self.input_size or image.shape[1] != self.input_size:
-            image = resize_square(image, self.input_size)
+        if not self.train:
+            return model_input(read.image, self.input_size), self.labels[i], i, 0
+        image, view = _augment(
+            cv2.cvtColor(read.image, cv2.COLOR_BGR2RGB), self.input_size, self.augment
+        )
         return to_tensor(image), self.labels[i], i, view

@@ -13,9 +13,10 @@ import os
 import cv2
 import numpy as np
 
+from fasdistill.data.imageio import MAX_PIXELS
 from fasdistill.errors import InputError
 
-MAX_FRAME_PIXELS = 50_000_000  # the still-image bound of fasdistill.data.imageio
+MAX_FRAME_PIXELS = MAX_PIXELS  # the still-image memory bound applies to frames too
 
 
 class FramesTooLarge(InputError):
@@ -65,17 +66,21 @@ def read_frames(
     count: int | None = None,
     every: int | None = None,
     limit: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[list[tuple[int, np.ndarray]], list[int]]:
     """Decode the sampled frames of a video.
 
     Returns ``(frames, missing)``: ``(index, BGR frame)`` pairs read, and the
     planned indices the file could not deliver (a truncated or damaged video).
+    Frames larger than ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`) raise
+    :class:`FramesTooLarge` before any is decoded.
     """
+    bound = MAX_FRAME_PIXELS if max_pixels is None else max_pixels
     capture = open_video(path)
     try:
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width * height > MAX_FRAME_PIXELS:  # checked before any frame is decoded
+        if width * height > bound:  # checked before any frame is decoded
             raise FramesTooLarge(f"{path}: frames of {width} x {height} pixels")
         total = frame_count(capture)
         if total == 0:  # container without a usable count: count by decoding

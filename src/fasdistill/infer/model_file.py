@@ -26,9 +26,6 @@ from fasdistill.export.onnx import META_KEYS, OPTIONAL_META_KEYS
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 SIDECAR_KINDS = {".pte": "pte", ".tflite": "tflite", ".param": "ncnn"}
-SIDECAR_FORMATS = {"pte": "fasdistill-pte/1", "tflite": "fasdistill-tflite/1",
-                   "ncnn": "fasdistill-ncnn/1"}  # fmt: skip
-KINDS = ("pytorch", "onnx", "pte", "tflite", "ncnn")
 
 
 @dataclass
@@ -45,22 +42,25 @@ class ModelFile:
 
     def scorer(self, threads: int = 1) -> Scorer:
         """P(bona fide) of preprocessed crops (N, 3, S, S float32), in the file's runtime."""
-        from fasdistill.export import litert, ncnn, pte
-        from fasdistill.export.pipeline import onnx_scorer, torch_scorer
+        from fasdistill.export.pipeline import runtime_scorer, torch_scorer
 
         if self.kind == "pytorch":
             from fasdistill.engine.checkpoint import load_deployable
 
             model, _ = load_deployable(self.path)
             return torch_scorer(model)
-        if self.kind == "onnx":
-            return onnx_scorer(self.path, threads)
-        runtimes = {"pte": pte, "tflite": litert, "ncnn": ncnn}
-        module = runtimes[self.kind]
-        if not module.available():
-            raise InputError(f"{self.path}: its runtime is not installed ({module.EXTRA})")
-        scorers = {"pte": pte.pte_scorer, "tflite": litert.tflite_scorer, "ncnn": ncnn.ncnn_scorer}
-        return scorers[self.kind](self.path, threads)
+        if self.kind != "onnx":
+            module = _runtime_module(self.kind)
+            if not module.available():
+                raise InputError(f"{self.path}: its runtime is not installed ({module.EXTRA})")
+        return runtime_scorer(self.kind, self.path, threads)
+
+
+def _runtime_module(kind: str) -> Any:
+    """The export module of a sidecar format: its ``available``, ``EXTRA``, ``SIDECAR_FORMAT``."""
+    from fasdistill.export import litert, ncnn, pte
+
+    return {"pte": pte, "tflite": litert, "ncnn": ncnn}[kind]
 
 
 def sidecar_path(path: Path) -> Path:
@@ -91,11 +91,10 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
             raise InputError(f"{path}: its metadata sidecar {sidecar.name} is missing") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{sidecar}: not a readable JSON sidecar ({exc})") from None
-        if not isinstance(data, dict) or data.get("fasdistill_format") != SIDECAR_FORMATS[kind]:
+        expected = _runtime_module(kind).SIDECAR_FORMAT
+        if not isinstance(data, dict) or data.get("fasdistill_format") != expected:
             found = data.get("fasdistill_format") if isinstance(data, dict) else None
-            raise InputError(
-                f"{sidecar}: fasdistill_format is {found!r}, expected {SIDECAR_FORMATS[kind]!r}"
-            )
+            raise InputError(f"{sidecar}: fasdistill_format is {found!r}, expected {expected!r}")
         missing = [k for k in META_KEYS if k not in data]
         if missing:
             raise InputError(f"{sidecar}: missing keys {missing}")

@@ -28,7 +28,7 @@ import torch
 from fasdistill.data.crops import square_crop, square_region
 from fasdistill.data.detect import Detection, FaceDetector, get_detector
 from fasdistill.data.imageio import MAX_PIXELS, read_image
-from fasdistill.data.loader import resize_square, to_tensor
+from fasdistill.data.loader import model_input, resize_square
 from fasdistill.errors import InputError
 from fasdistill.infer.model_file import ModelFile, open_model
 
@@ -168,10 +168,7 @@ class Predictor:
 
     def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
         """A stored-size BGR crop as the model's input tensor (as the training loader does)."""
-        rgb = cv2.cvtColor(crop_bgr, cv2.COLOR_BGR2RGB)
-        if rgb.shape[0] != self.input_size:
-            rgb = resize_square(rgb, self.input_size)
-        return to_tensor(rgb).numpy()
+        return model_input(crop_bgr, self.input_size).numpy()
 
     def face(
         self, image_bgr: np.ndarray, box: tuple[float, float, float, float] | None = None

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from fasdistill.data.video import frame_count, sample_indices
+from fasdistill.data.video import FramesTooLarge, read_frames
 from fasdistill.errors import InputError
 from fasdistill.infer.predict import Prediction, Predictor, boxes_beside
 
@@ -92,30 +91,12 @@ def read_video_frames(
     path: Path, count: int, max_pixels: int
 ) -> tuple[list[tuple[int, np.ndarray]], str, str]:
     """Sampled BGR frames, and a status (``ok``, ``unreadable``, ``image_too_large``)."""
-    capture = cv2.VideoCapture(str(path))
     try:
-        if not capture.isOpened():
-            return [], "unreadable", f"{path}: cannot open the video"
-        capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width * height > max_pixels:
-            return [], "image_too_large", f"{path}: frames of {width} x {height} pixels"
-        total = frame_count(capture)
-        # A container without a frame count: the first ``count`` frames.
-        wanted = set(sample_indices(total, count)) if total else None
-        last = max(wanted) if wanted else count - 1
-        frames, index = [], 0
-        while index <= last:
-            if not capture.grab():
-                break  # truncated or shorter than its header says: keep what was read
-            if wanted is None or index in wanted:
-                ok, frame = capture.retrieve()
-                if ok and frame is not None:
-                    frames.append((index, frame))
-            index += 1
-    finally:
-        capture.release()
+        frames, _ = read_frames(path, count=count, max_pixels=max_pixels)
+    except FramesTooLarge as exc:
+        return [], "image_too_large", str(exc)
+    except InputError as exc:
+        return [], "unreadable", str(exc)
     if not frames:
         return [], "unreadable", f"{path}: no frame could be decoded"
     return frames, "ok", ""

@@ -138,13 +138,9 @@ def run_swap(
         if path.suffix.lower() == ".onnx":
             entry, scores = _foreign(path, label, index, options, callers)
         else:
-            entry, scores = _ours(path, label, index_path, index, out, options, formats, callers)
-            if device is not None:  # scored on the GPU too: its accuracy is reported, not assumed
-                model, meta = load_deployable(path)
-                callers["pytorch-cuda"][label] = scorer = gpu.cuda_scorer(model, device)
-                size, threshold = int(meta["input_size"]), float(meta["threshold"])
-                accuracy = split_metrics(scorer, index, size, meta, threshold)
-                entry["accuracy"]["pytorch-cuda"] = accuracy
+            entry, scores = _ours(
+                path, label, index_path, index, out, options, formats, callers, device
+            )
         test_scores[label] = (scores, entry["threshold"])
         score_file = write_scores(out / "scores" / f"{label.replace('/', '__')}.test.csv", scores)
         entry["test_scores"] = str(score_file.relative_to(out))
@@ -177,8 +173,10 @@ def _ours(
     options: SwapOptions,
     formats: tuple[str, ...],
     callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
+    device: torch.device | None = None,
 ) -> tuple[dict[str, Any], ScoreSet]:
-    """A checkpoint of ours: exported to every asked format, scored in each runtime."""
+    """A checkpoint of ours: exported to every asked format, scored in each runtime
+    (and on ``device``, a GPU, when given)."""
     model, meta = load_deployable(path)
     size = int(meta["input_size"])
     if formats:
@@ -194,6 +192,11 @@ def _ours(
     for fmt in formats:
         path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
         callers[fmt][label] = runtime_scorer(fmt, path_fmt, options.threads)
+    if device is not None:  # scored on the GPU too: its accuracy is reported, not assumed
+        callers["pytorch-cuda"][label] = scorer = gpu.cuda_scorer(model, device)
+        export["accuracy"]["pytorch-cuda"] = split_metrics(
+            scorer, index, size, meta, meta["threshold"]
+        )
     entry = {
         "label": label,
         "source": "fasdistill checkpoint",

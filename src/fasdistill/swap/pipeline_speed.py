@@ -14,11 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from fasdistill.data.crops import square_crop
-from fasdistill.data.loader import resize_square, to_tensor
+from fasdistill.data.loader import model_input
 from fasdistill.data.video import open_video
 from fasdistill.errors import InputError
 
@@ -61,8 +60,7 @@ def video_throughput(
                 if frames not in boxes:
                     raise InputError(f"{video}: no face box for frame {frames}")
                 crop = square_crop(frame, boxes[frames], crop_scale, crop_size)
-                rgb = cv2.cvtColor(resize_square(crop, input_size), cv2.COLOR_BGR2RGB)
-                x = to_tensor(rgb).numpy()[None]
+                x = model_input(crop, input_size).numpy()[None]
                 t2 = time.perf_counter()
                 score(x)
                 t3 = time.perf_counter()

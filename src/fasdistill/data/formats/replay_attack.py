@@ -58,7 +58,7 @@ class ReplayAttack(DatasetAdapter):
                     continue
                 rel = "/".join(parts)
                 stem, ext = split_ext(parts[-1])
-                fields = _fields(parts[1:-1], stem) if ext.lower() == ".mov" else None
+                fields = self._fields(parts[1:-1], stem) if ext.lower() == ".mov" else None
                 sample_id = rel[: len(rel) - len(ext)]
                 if fields is None or sample_id in seen:
                     skipped.append(rel)
@@ -94,11 +94,20 @@ class ReplayAttack(DatasetAdapter):
         )
         out = []
         for s in self.samples():
-            if s.label == "attack" and name != "grandtest" and name not in (s.pai, s.device):
+            if s.label == "attack" and not self._keeps(name, s):
                 continue
             split = next(k for k, v in SPLIT_FOLDERS.items() if s.sample_id.startswith(v + "/"))
             out.append(s.with_split(split))
         return out
+
+    @staticmethod
+    def _fields(folders: tuple[str, ...], stem: str) -> tuple[str, str, str, str, str] | None:
+        return _fields(folders, stem)
+
+    @staticmethod
+    def _keeps(protocol: str, attack: Sample) -> bool:
+        """Whether ``protocol`` keeps ``attack``: grandtest all, the others one PAI or support."""
+        return protocol == "grandtest" or protocol in (attack.pai, attack.device)
 
     def face_boxes(self, sample: Sample) -> dict[int, Box] | None:
         """Boxes from ``face-locations/<sample id>.face``; frames with an all-zero box omitted."""

@@ -25,9 +25,9 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from fasdistill.data.formats.base import DatasetAdapter, Sample, list_files, split_ext
+from fasdistill.data.formats.base import Box, Sample
+from fasdistill.data.formats.replay_attack import ReplayAttack
 
-SPLIT_FOLDERS = {"train": "train", "dev": "devel", "test": "test"}
 SPECIES = ("print", "mattescreen")
 _REAL = re.compile(
     r"^(client\d+)_session\d+_authenticate_(mobile|tablet)_"
@@ -39,9 +39,10 @@ _ATTACK = re.compile(
 )
 
 
-class ReplayMobile(DatasetAdapter):
+class ReplayMobile(ReplayAttack):
     """Replay-Mobile adapter: protocols grandtest, print, mattescreen.
 
+    The sibling of Replay-Attack (same split folders, same scan); its own names.
     Samples: ``pai`` the attack instrument (``print``, ``mattescreen``), ``device``
     the capturing device (``mobile`` or ``tablet``), ``session`` the lighting,
     ``subject`` ``clientNNN``. Enrolment videos are excluded.
@@ -52,61 +53,21 @@ class ReplayMobile(DatasetAdapter):
     default_protocol: ClassVar[str] = "grandtest"
     description: ClassVar[str] = "Idiap Replay-Mobile (40 clients, phone/tablet, print/screen)"
 
-    def samples(self) -> list[Sample]:
-        """Every real and attack ``.mov`` of train/devel/test (other files go to ``skipped``)."""
-        found: list[Sample] = []
-        skipped: list[str] = []
-        for folder in SPLIT_FOLDERS.values():
-            for parts, path in list_files(self.root, folder):
-                rel = "/".join(parts)
-                stem, ext = split_ext(parts[-1])
-                fields = _fields(parts[1:-1], stem) if ext.lower() == ".mov" else None
-                if fields is None:
-                    skipped.append(rel)
-                    continue
-                label, pai, subject, session, device = fields
-                found.append(
-                    Sample(
-                        sample_id=rel[: len(rel) - len(ext)],
-                        path=path,
-                        media="video",
-                        label=label,
-                        pai=pai,
-                        subject=subject,
-                        session=session,
-                        device=device,
-                        domain=self.name,
-                    )
-                )
-        self.skipped = skipped
-        return found
+    @staticmethod
+    def _fields(folders: tuple[str, ...], stem: str) -> tuple[str, str, str, str, str] | None:
+        """(label, pai, subject, session, device) of a video in ``<split>/<folders>/``, or None."""
+        if folders == ("real",):
+            m = _REAL.match(stem)
+            return None if m is None else ("bonafide", "", m.group(1), m.group(3), m.group(2))
+        if folders == ("attack",):
+            m = _ATTACK.match(stem)
+            return None if m is None else ("attack", m.group(2), m.group(1), m.group(6), m.group(4))
+        return None
 
-    def protocol(self, name: str) -> list[Sample]:
-        """All bona fide videos plus the attacks protocol ``name`` selects, split by folder."""
-        self.check_protocol_name(name)
-        self.require(
-            name,
-            (
-                self.root / folder / kind
-                for folder in SPLIT_FOLDERS.values()
-                for kind in ("real", "attack")
-            ),
-        )
-        out = []
-        for s in self.samples():
-            if s.label == "attack" and name not in ("grandtest", s.pai):
-                continue
-            split = next(k for k, v in SPLIT_FOLDERS.items() if s.sample_id.startswith(v + "/"))
-            out.append(s.with_split(split))
-        return out
+    @staticmethod
+    def _keeps(protocol: str, attack: Sample) -> bool:
+        return protocol in ("grandtest", attack.pai)
 
-
-def _fields(folders: tuple[str, ...], stem: str) -> tuple[str, str, str, str, str] | None:
-    """(label, pai, subject, session, device) of a video in ``<split>/<folders>/``, or None."""
-    if folders == ("real",):
-        m = _REAL.match(stem)
-        return None if m is None else ("bonafide", "", m.group(1), m.group(3), m.group(2))
-    if folders == ("attack",):
-        m = _ATTACK.match(stem)
-        return None if m is None else ("attack", m.group(2), m.group(1), m.group(6), m.group(4))
-    return None
+    def face_boxes(self, sample: Sample) -> dict[int, Box] | None:
+        """None: the shipped face locations are in another frame orientation (module docstring)."""
+        return None
