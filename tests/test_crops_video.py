@@ -101,16 +101,26 @@ def test_truncated_video_reports_missing_frames(tmp_path: Path) -> None:
     assert missing, "half a file cannot deliver the last frames"
 
 
-def write_rotated_mp4(path: Path, width: int = 64, height: int = 32) -> None:
-    """An MP4 whose track header says 'display rotated by 90 degrees', as phones write them.
+def write_rotated_mp4(
+    path: Path,
+    width: int = 64,
+    height: int = 32,
+    frames: list[np.ndarray] | None = None,
+    degrees: int = 90,
+) -> None:
+    """An MP4 whose track header says 'display rotated by ``degrees``' (90 or 270), as phones write.
 
     OpenCV cannot write rotation metadata, so the identity matrix of the track
-    header box (tkhd) is replaced by a 90-degree rotation after writing.
+    header box (tkhd) is replaced by the rotation after writing. Without
+    ``frames``, three frames with a white left half.
     """
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
-    for _ in range(3):
+    if frames is None:
         frame = np.zeros((height, width, 3), np.uint8)
         frame[:, : width // 2] = 255  # left half white
+        frames = [frame] * 3
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (width, height))
+    for frame in frames:
         writer.write(frame)
     writer.release()
     data = bytearray(path.read_bytes())
@@ -120,9 +130,9 @@ def write_rotated_mp4(path: Path, width: int = 64, height: int = 32) -> None:
     matrix_at = tkhd + 4 + 4 * 6 + 8 + 2 * 4
     identity = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
     assert data[matrix_at : matrix_at + 36] == identity
-    data[matrix_at : matrix_at + 36] = struct.pack(
-        ">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000
-    )
+    one, minus_one = 0x10000, 0xFFFF0000  # 16.16 fixed point
+    b, c = {90: (one, minus_one), 270: (minus_one, one)}[degrees]
+    data[matrix_at : matrix_at + 36] = struct.pack(">9I", 0, b, 0, c, 0, 0, 0, 0, 0x40000000)
     path.write_bytes(bytes(data))
 
 

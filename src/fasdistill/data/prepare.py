@@ -152,21 +152,30 @@ class _Worker:
             annotations = None if config.boxes == "detector" else self.adapter.face_boxes(sample)
         except InputError:
             return [_row(sample, -1, status="bad_annotation")]
+        size = self.adapter.annotation_frame_size(sample)
         rows = [_row(sample, index, status="unreadable_frame") for index in missing]
         for index, frame in frames:
-            rows.extend(self._crop_frame(sample, index, frame, annotations))
+            rows.extend(self._crop_frame(sample, index, frame, annotations, size))
         return rows
 
     def _crop_frame(
-        self, sample: Sample, index: int, frame: np.ndarray, annotations: dict[int, Box] | None
+        self,
+        sample: Sample,
+        index: int,
+        frame: np.ndarray,
+        annotations: dict[int, Box] | None,
+        size: tuple[int, int] | None = None,
     ) -> list[dict[str, str]]:
         config = self.config
         box: Box | None = None
         source, score = "", ""
-        if annotations is not None and index in annotations:
+        # A box refers to frames of one size (and orientation): on another it would cut elsewhere.
+        mismatch = size is not None and (frame.shape[1], frame.shape[0]) != tuple(size)
+        if annotations is not None and index in annotations and not mismatch:
             box, source = annotations[index], "annotation"
         elif config.boxes == "annotation":
-            return [_row(sample, index, status="missing_annotation")]
+            status = "annotation_frame_mismatch" if mismatch else "missing_annotation"
+            return [_row(sample, index, status=status)]
         else:
             found = self.detector.best(frame)
             if found is None:

@@ -127,6 +127,13 @@ class DatasetAdapter(abc.ABC):
         """
         return None
 
+    def annotation_frame_size(self, sample: Sample) -> tuple[int, int] | None:
+        """(width, height) of the frames :meth:`face_boxes` refers to, where the dataset fixes it.
+
+        ``prepare`` uses a shipped box only on a decoded frame of this size (None: any).
+        """
+        return None
+
     def data_roots(self) -> list[Path]:
         """The folders this adapter reads (one, except for composite adapters)."""
         return [self.root]

@@ -6,18 +6,27 @@ Layout (as shipped)::
     ROOT/{train,devel,test}/attack/attack_client001_session01_<print|mattescreen>_
         <fixed|hand>_<mobile|tablet>_<photo|video>_<light>.mov
     ROOT/enroll/{train,devel,test}/...              (enrolment videos: not used)
-    ROOT/faceloc/rect/<same relative path>.face     (lines 'frame x y w h')
+    ROOT/faceloc/rect/<same relative path>.face     (one line 'x y w h' per frame)
 
 40 clients, 1,190 videos (Costa-Pazo et al., BIOSIG 2016). The split is the top
 folder (``devel`` is dev); protocols only filter the attacks: ``grandtest`` keeps
 every attack, ``print`` and ``mattescreen`` one instrument, and all keep every bona
 fide ``authenticate`` video.
 
-The shipped face locations are not read (a detector crops instead): they are in
-the frame orientation of Idiap's own loader, which transposes every frame and
-mirrors the phone videos (with exceptions for two tablet videos of client 8), not
-in the orientation OpenCV decodes, and no video was at hand here to check a
-mapping against.
+**Face locations.** The shipped boxes refer to the frames of Idiap's first loader
+(bob.db.replaymobile), not to the frames a player shows. That loader transposes
+each stored 1280 x 720 frame to 720 x 1280 and flips the phone videos (and two
+tablet videos of client 8, whose boxes it flips with them) upside down. Its
+successor (bob.pad.face, which decodes upright frames as OpenCV does here, the
+rotation metadata applied) reproduces the same frames by mirroring the tablet
+videos left-right and leaving the others as decoded. So, in upright frames:
+phone videos (and those two) use the boxes as the first loader ends with them,
+and the other tablet videos use them mirrored left-right (:func:`upright_box`).
+This mapping follows from the two loaders' code; no video of the release was at
+hand to check it on pixels. ``benchmarks/verify_replay_mobile_boxes.py ROOT``
+checks it on a copy of the data (shipped boxes against YuNet's), and ``prepare``
+uses a box only on a frame of the size it refers to (720 x 1280), else the
+detector (``--boxes auto``) or status ``annotation_frame_mismatch``.
 """
 
 from __future__ import annotations
@@ -27,8 +36,15 @@ from typing import ClassVar
 
 from fasdistill.data.formats.base import Box, Sample
 from fasdistill.data.formats.replay_attack import ReplayAttack
+from fasdistill.errors import InputError
 
 SPECIES = ("print", "mattescreen")
+FRAME_SIZE = (720, 1280)  # (width, height) of every upright Replay-Mobile frame
+# Tablet videos the first loader flips like the phone videos (and their boxes with them).
+FLIPPED_TABLET = (
+    "client008_session02_authenticate_tablet_adverse",
+    "client008_session02_authenticate_tablet_controlled",
+)
 _REAL = re.compile(
     r"^(client\d+)_session\d+_authenticate_(mobile|tablet)_"
     r"(lighton|lightoff|controlled|adverse|direct|lateral|diffuse)$"
@@ -69,5 +85,48 @@ class ReplayMobile(ReplayAttack):
         return protocol in ("grandtest", attack.pai)
 
     def face_boxes(self, sample: Sample) -> dict[int, Box] | None:
-        """None: the shipped face locations are in another frame orientation (module docstring)."""
-        return None
+        """Boxes of ``faceloc/rect/<sample id>.face`` in upright frames; all-zero lines omitted.
+
+        Lines are ``x y w h`` (line n = frame n, as the release ships them) or
+        ``frame x y w h``; anything else is an InputError naming file and line.
+        """
+        path = self.root / "faceloc" / "rect" / f"{sample.sample_id}.face"
+        if not path.is_file():
+            return None
+        boxes: dict[int, Box] = {}
+        frame = -1
+        for line_no, line in enumerate(path.read_text("utf-8").splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            frame += 1
+            try:
+                values = [float(v) for v in fields]
+            except ValueError:
+                values = []
+            if len(values) not in (4, 5) or (len(values) == 5 and not values[0].is_integer()):
+                raise InputError(
+                    f"{self.name}: {path}:{line_no}: expected 'x y w h' or 'frame x y w h', "
+                    f"got {line.strip()!r}"
+                )
+            index = frame if len(values) == 4 else int(values[0])
+            x, y, w, h = values[-4:]
+            if x == y == w == h == 0.0:
+                continue
+            boxes[index] = upright_box(sample, (x, y, w, h))
+        return boxes
+
+    def annotation_frame_size(self, sample: Sample) -> tuple[int, int] | None:
+        """The shipped boxes refer to upright 720 x 1280 frames."""
+        return FRAME_SIZE
+
+
+def upright_box(sample: Sample, box: Box) -> Box:
+    """A shipped box (first-loader frames) in the upright frame (module docstring)."""
+    x, y, w, h = box
+    width, height = FRAME_SIZE
+    if sample.sample_id.rsplit("/", 1)[-1] in FLIPPED_TABLET:
+        return (x, height - (y + h), w, h)  # the first loader flips these boxes with the frames
+    if sample.device == "tablet":
+        return (width - (x + w), y, w, h)
+    return (x, y, w, h)
