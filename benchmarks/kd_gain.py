@@ -60,6 +60,7 @@ class Budget:
     student_steps: int = 405  # batch 128: 45 epochs of the same crops
     subjects: int = 60  # SynthSpoof subjects per domain
     lodo_teacher: str = "teacher_resnet18_xdomain"  # the teacher recipe on lodo protocols
+    teacher_patience: str = "recipe"  # teachers' early stopping: the recipe's, "none" or epochs
 
 
 @dataclass
@@ -111,6 +112,7 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
             "data.workers=1",
             "train.epochs=1",
             f"train.min_steps={budget.teacher_steps}",
+            *patience(budget),
             *extra,
         ]
     students = [
@@ -130,6 +132,14 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
     listed = ",".join(str(t) for t in teachers)
     overrides = [*students, f"distill.teacher=[{listed}]", "distill.cache=true"]
     return RECIPES / f"distill_{job.method}.yaml", overrides
+
+
+def patience(budget: Budget) -> list[str]:
+    """The teachers' early-stopping override, if the budget changes the recipe's."""
+    if budget.teacher_patience == "recipe":
+        return []
+    value = "null" if budget.teacher_patience == "none" else int(budget.teacher_patience)
+    return [f"train.early_stop={value}"]
 
 
 def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> dict[str, Any]:
@@ -271,6 +281,37 @@ def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
+def capture_outside_sources(held_out: str) -> tuple[list[str], int]:
+    """Capture parameters of SynthSpoof domain ``held_out`` outside the other domains' range.
+
+    Returns (names outside, number of parameters): camera fields (white balance per
+    channel), colour temperature and light intensity. Outside = extrapolation.
+    """
+    from dataclasses import fields
+
+    from fasdistill.data.synth.domains import DOMAINS
+
+    def params(name: str) -> dict[str, float]:
+        domain = DOMAINS[name]
+        out = {"colour_temperature": domain.colour_temperature, "light": domain.light_intensity}
+        for f in fields(domain.camera):
+            value = getattr(domain.camera, f.name)
+            if isinstance(value, tuple):
+                out |= {f"{f.name}[{c}]": v for c, v in zip("RGB", value, strict=True)}
+            else:
+                out[f.name] = float(value)
+        return out
+
+    target = params(held_out)
+    sources = [params(d) for d in DOMAINS if d != held_out]
+    outside = [
+        k
+        for k, v in target.items()
+        if not min(s[k] for s in sources) <= v <= max(s[k] for s in sources)
+    ]
+    return outside, len(target)
+
+
 def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: list[str]) -> str:
     """A Markdown table per protocol: teacher, scratch and each method."""
     lines = []
@@ -307,6 +348,14 @@ def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: lis
                 for n, r in members
             )
             lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
+        if p.startswith("lodo_"):
+            outside, n = capture_outside_sources(p.removeprefix("lodo_"))
+            names = ", ".join(f"`{k}`" for k in outside) or "none"
+            lines += [
+                "",
+                f"Capture parameters of `{p.removeprefix('lodo_')}` outside the source "
+                f"domains' range ({len(outside)} of {n}): {names}.",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -330,14 +379,27 @@ def main() -> None:
         help="teacher recipe on lodo protocols (teacher_resnet18: without domain randomisation)",
     )
     parser.add_argument(
+        "--teacher-patience",
+        default=Budget.teacher_patience,
+        help="teachers' early stopping in epochs without a better dev ACER: 'recipe' "
+        "(its early_stop), 'none' (train the whole budget, keep the dev-best epoch) or N",
+    )
+    parser.add_argument(
         "--table-only", action="store_true", help="only tabulate the runs finished in --out"
     )
     args = parser.parse_args()
     protocols = args.protocols.split(",")
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.teacher_patience not in ("recipe", "none") and not args.teacher_patience.isdigit():
+        parser.error(f"--teacher-patience: 'recipe', 'none' or N, got {args.teacher_patience!r}")
     budget = Budget(
-        args.input_size, args.teacher_steps, args.student_steps, args.subjects, args.lodo_teacher
+        args.input_size,
+        args.teacher_steps,
+        args.student_steps,
+        args.subjects,
+        args.lodo_teacher,
+        args.teacher_patience,
     )
     if args.quick:  # a shorter teacher, which dominates the time; one run at a time on all cores
         protocols, methods, seeds = ["intra"], ["scratch", "kd"], [0]
