@@ -117,10 +117,11 @@ MARK = (slice(100, 260), slice(300, 420))  # a white patch in the stored frame
 
 
 def first_loader_box(stored: np.ndarray, flip: bool) -> tuple[int, int, int, int]:
-    """Where the first Idiap loader's frames put the white patch, as its .face files give it.
+    """Where Idiap's loader puts the white patch, as the .face files give it.
 
-    That loader rolls the colour axis out (so frames are transposed) and flips the
-    rows of the phone videos; the box is x y w h in the frame it yields.
+    bob.db.replaymobile rolls the colour axis of each stored frame to the end (so
+    frames are transposed) and flips the rows of the phone videos; the box is
+    x y w h in the frame it yields.
     """
     frame = np.ascontiguousarray(stored.transpose(1, 0, 2))
     if flip:
@@ -162,8 +163,8 @@ def test_shipped_boxes_cut_the_face_in_upright_frames(
 ) -> None:
     """The shipped box, mapped by the adapter, lands on the patch in the frames prepare decodes.
 
-    The videos are stored landscape with the rotation metadata that makes Idiap's
-    later loader (which decodes upright) agree with its first one.
+    The videos are stored landscape with the rotation (90 or 270 degrees) under
+    which the frames of Idiap's loaders are upright, as the release's must be.
     """
     from test_crops_video import write_rotated_mp4
 

@@ -13,20 +13,21 @@ folder (``devel`` is dev); protocols only filter the attacks: ``grandtest`` keep
 every attack, ``print`` and ``mattescreen`` one instrument, and all keep every bona
 fide ``authenticate`` video.
 
-**Face locations.** The shipped boxes refer to the frames of Idiap's first loader
-(bob.db.replaymobile), not to the frames a player shows. That loader transposes
-each stored 1280 x 720 frame to 720 x 1280 and flips the phone videos (and two
-tablet videos of client 8, whose boxes it flips with them) upside down. Its
-successor (bob.pad.face, which decodes upright frames as OpenCV does here, the
-rotation metadata applied) reproduces the same frames by mirroring the tablet
-videos left-right and leaving the others as decoded. So, in upright frames:
-phone videos (and those two) use the boxes as the first loader ends with them,
-and the other tablet videos use them mirrored left-right (:func:`upright_box`).
-This mapping follows from the two loaders' code; no video of the release was at
-hand to check it on pixels. ``benchmarks/verify_replay_mobile_boxes.py ROOT``
-checks it on a copy of the data (shipped boxes against YuNet's), and ``prepare``
-uses a box only on a frame of the size it refers to (720 x 1280), else the
-detector (``--boxes auto``) or status ``annotation_frame_mismatch``.
+**Face locations.** The shipped boxes refer to the frames of Idiap's loaders
+(bob.db.replaymobile, bob.bio.face), not to the frames a player shows. Those
+loaders ignore the rotation metadata: they transpose each stored 1280 x 720 frame
+to 720 x 1280 and flip the phone videos (and two tablet videos of client 8, whose
+boxes they flip with them) upside down. Their frames hold upright faces (the boxes
+were found on them). A transposed and flipped frame is a rotation of the stored
+one, so for phone videos it is the upright frame OpenCV decodes with the metadata
+applied; a transposed frame is a rotation mirrored left-right, so for tablet
+videos the upright frame is its mirror image. Hence, in upright frames, phone
+boxes (and those two) are used as the loaders end with them and tablet boxes
+mirrored left-right (:func:`upright_box`). No video of the release was at hand to
+check this on pixels: ``benchmarks/verify_replay_mobile_boxes.py ROOT`` checks it
+on a copy (shipped boxes against YuNet's), and ``prepare`` uses a box only on a
+frame of the size it refers to (720 x 1280), else the detector (``--boxes auto``)
+or status ``annotation_frame_mismatch``.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ class ReplayMobile(ReplayAttack):
 
 
 def upright_box(sample: Sample, box: Box) -> Box:
-    """A shipped box (first-loader frames) in the upright frame (module docstring)."""
+    """A shipped box (Idiap loader frames) in the upright frame (module docstring)."""
     x, y, w, h = box
     width, height = FRAME_SIZE
     if sample.sample_id.rsplit("/", 1)[-1] in FLIPPED_TABLET:
