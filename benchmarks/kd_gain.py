@@ -37,7 +37,10 @@ RECIPES = REPO / "recipes"
 OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
 FEATURE_METHODS = ("fitnet", "at")
 ENSEMBLE_METHODS = ("multi_teacher",)  # lodo protocols only: needs the teachers below
-ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS)
+# lodo protocols only: "<method>_dr" trains like <method> but sees the lodo teacher's
+# photometric domain randomisation (teacher outputs then come from each augmented view).
+DR_METHODS = ("scratch_dr", "kd_dr")
+ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS, *DR_METHODS)
 # The multi_teacher row's teachers besides the lodo teacher: other recipes, another
 # seed and another architecture (name -> recipe, overrides beyond the teacher budget).
 ENSEMBLE = {
@@ -127,11 +130,25 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
         # distilled ones reuse cached teacher outputs and features.
         "data.augment.resized_crop=[1.0,1.0]",
     ]
-    if job.method == "scratch":
+    method = job.method.removesuffix("_dr")
+    randomised = method != job.method
+    if randomised:
+        students += domain_randomisation(budget)
+    if method == "scratch":
         return RECIPES / "student_swapnet.yaml", students
     listed = ",".join(str(t) for t in teachers)
-    overrides = [*students, f"distill.teacher=[{listed}]", "distill.cache=true"]
-    return RECIPES / f"distill_{job.method}.yaml", overrides
+    cache = "false" if randomised else "true"
+    overrides = [*students, f"distill.teacher=[{listed}]", f"distill.cache={cache}"]
+    return RECIPES / f"distill_{method}.yaml", overrides
+
+
+def domain_randomisation(budget: Budget) -> list[str]:
+    """The lodo teacher recipe's photometric augmentation, as overrides for a student."""
+    import yaml
+
+    recipe = yaml.safe_load((RECIPES / f"{budget.lodo_teacher}.yaml").read_text())
+    augment = recipe.get("data", {}).get("augment", {})
+    return [f"data.augment.{k}={augment[k]}" for k in ("colour_jitter", "blur") if k in augment]
 
 
 def patience(budget: Budget) -> list[str]:
@@ -222,7 +239,8 @@ def summarise(
 def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job]:
     """Jobs in priority order: teachers first, then seed by seed, protocol by protocol.
 
-    ``multi_teacher`` runs on lodo protocols only, after the ensemble's teachers.
+    ``multi_teacher`` runs on lodo protocols only, after the ensemble's teachers;
+    the ``_dr`` students on lodo protocols only.
     """
     jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
     ensemble = [p for p in protocols if p.startswith("lodo") and "multi_teacher" in methods]
@@ -232,7 +250,9 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
             for m in methods:
                 if m in ENSEMBLE_METHODS and p not in ensemble:
                     continue
-                after = [] if m == "scratch" else [f"{p}/teacher"]
+                if m in DR_METHODS and not p.startswith("lodo"):
+                    continue
+                after = [] if m.startswith("scratch") else [f"{p}/teacher"]
                 after += [f"{p}/{name}" for name in ENSEMBLE] if m in ENSEMBLE_METHODS else []
                 jobs.append(Job(f"{p}/{m}/seed{seed}", p, m, seed, after))
     return jobs
