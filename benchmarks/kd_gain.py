@@ -332,6 +332,27 @@ def capture_outside_sources(held_out: str) -> tuple[list[str], int]:
     return outside, len(target)
 
 
+def paired_gain(results: dict[str, dict[str, Any]], protocol: str, method: str) -> str:
+    """Test ACER of the scratch student minus this one's, seed by seed: mean ± std, wins.
+
+    A ``_dr`` student is paired with ``scratch_dr`` (the same augmentation), others
+    with ``scratch``; a seed fixes initialisation and batch order in both runs.
+    """
+    baseline = "scratch_dr" if method.endswith("_dr") else "scratch"
+    if method == baseline:
+        return "-"
+    gains = []
+    for key, run in results.items():
+        if key.startswith(f"{protocol}/{method}/"):
+            other = results.get(f"{protocol}/{baseline}/seed{run['seed']}")
+            if other is not None:
+                gains.append(other["test"]["acer"] - run["test"]["acer"])
+    if not gains:
+        return "-"
+    wins = sum(g > 0 for g in gains)
+    return f"{_mean_std(gains)} ({wins}/{len(gains)} seeds better)"
+
+
 def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: list[str]) -> str:
     """A Markdown table per protocol: teacher, scratch and each method."""
     lines = []
@@ -345,8 +366,9 @@ def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: lis
             f"AUC {teacher['test']['auc']:.3f}, {teacher['train_seconds'] / 60:.1f} min; "
             f"test set: {teacher.get('test_set', {}).get('crops', '?')} crops)",
             "",
-            "| student | seeds | test ACER % | test HTER % | test AUC | retention % | min / run |",
-            "|---|---|---|---|---|---|---|",
+            "| student | seeds | test ACER % | test HTER % | test AUC | retention % "
+            "| ACER gain, paired (pts) | min / run |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for m in methods:
             runs = [r for k, r in results.items() if k.startswith(f"{p}/{m}/")]
@@ -358,7 +380,7 @@ def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: lis
                 f"| {m} | {len(runs)} | {_mean_std(acer)} "
                 f"| {_mean_std([r['test']['hter'] for r in runs])} "
                 f"| {_mean_std([r['test']['auc'] for r in runs], 1.0, 3)} "
-                f"| {_mean_std(retention)} "
+                f"| {_mean_std(retention)} | {paired_gain(results, p, m)} "
                 f"| {statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f} |"
             )
         members = [(n, results[f"{p}/{n}"]) for n in ENSEMBLE if f"{p}/{n}" in results]
