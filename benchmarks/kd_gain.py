@@ -144,11 +144,13 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
 
 def domain_randomisation(budget: Budget) -> list[str]:
     """The lodo teacher recipe's photometric augmentation, as overrides for a student."""
-    import yaml
+    from fasdistill.config import load_recipe
 
-    recipe = yaml.safe_load((RECIPES / f"{budget.lodo_teacher}.yaml").read_text())
-    augment = recipe.get("data", {}).get("augment", {})
-    return [f"data.augment.{k}={augment[k]}" for k in ("colour_jitter", "blur") if k in augment]
+    augment = load_recipe(RECIPES / f"{budget.lodo_teacher}.yaml").data.augment
+    return [
+        f"data.augment.colour_jitter={augment.colour_jitter}",
+        f"data.augment.blur={augment.blur}",
+    ]
 
 
 def patience(budget: Budget) -> list[str]:

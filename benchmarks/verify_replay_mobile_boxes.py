@@ -22,7 +22,7 @@ from pathlib import Path
 
 from fasdistill.data.detect import get_detector
 from fasdistill.data.formats.base import Box, Sample
-from fasdistill.data.formats.replay_mobile import FLIPPED_TABLET, ReplayMobile
+from fasdistill.data.formats.replay_mobile import ReplayMobile, flipped_tablet
 from fasdistill.data.video import read_frames
 
 
@@ -37,7 +37,7 @@ def iou(a: Box, b: Box) -> float:
 
 
 def kind(sample: Sample) -> str:
-    if sample.sample_id.rsplit("/", 1)[-1] in FLIPPED_TABLET:
+    if flipped_tablet(sample):
         return "tablet, client 8 exception"
     return sample.device
 

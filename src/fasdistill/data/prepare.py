@@ -170,7 +170,7 @@ class _Worker:
         box: Box | None = None
         source, score = "", ""
         # A box refers to frames of one size (and orientation): on another it would cut elsewhere.
-        mismatch = size is not None and (frame.shape[1], frame.shape[0]) != tuple(size)
+        mismatch = size is not None and (frame.shape[1], frame.shape[0]) != size
         if annotations is not None and index in annotations and not mismatch:
             box, source = annotations[index], "annotation"
         elif config.boxes == "annotation":

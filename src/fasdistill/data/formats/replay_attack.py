@@ -15,6 +15,7 @@ the attacks (Chingovska et al., BIOSIG 2012).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import ClassVar
 
 from fasdistill.data.formats.base import Box, DatasetAdapter, Sample, list_files, split_ext
@@ -109,27 +110,52 @@ class ReplayAttack(DatasetAdapter):
         """Whether ``protocol`` keeps ``attack``: grandtest all, the others one PAI or support."""
         return protocol == "grandtest" or protocol in (attack.pai, attack.device)
 
+    # Where the face-location files live, and whether lines may omit the frame number.
+    face_folder: ClassVar[str] = "face-locations"
+    implicit_frames: ClassVar[bool] = False
+
     def face_boxes(self, sample: Sample) -> dict[int, Box] | None:
-        """Boxes from ``face-locations/<sample id>.face``; frames with an all-zero box omitted."""
-        path = self.root / "face-locations" / f"{sample.sample_id}.face"
+        """Boxes from ``<face_folder>/<sample id>.face``; frames with an all-zero box omitted."""
+        path = self.root / self.face_folder / f"{sample.sample_id}.face"
         if not path.is_file():
             return None
-        boxes: dict[int, Box] = {}
-        for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:  # a wrong number of fields fails the unpacking
-                frame = int(fields[0])
-                x, y, w, h = (float(v) for v in fields[1:])
-            except ValueError:
-                raise InputError(
-                    f"{self.name}: {path}:{line_no}: expected 'frame x y w h', got {line.strip()!r}"
-                ) from None
-            if x == y == w == h == 0.0:
-                continue
-            boxes[frame] = (x, y, w, h)
-        return boxes
+        boxes = read_face_file(path, self.name, self.implicit_frames)
+        return {frame: self._frame_box(sample, box) for frame, box in boxes.items()}
+
+    @staticmethod
+    def _frame_box(sample: Sample, box: Box) -> Box:
+        """A shipped box in the frames OpenCV decodes (Replay-Attack: as shipped)."""
+        return box
+
+
+def read_face_file(path: Path, dataset: str, implicit_frames: bool = False) -> dict[int, Box]:
+    """Boxes by frame of an Idiap ``.face`` file: lines ``frame x y w h``, all-zero ones omitted.
+
+    With ``implicit_frames``, lines ``x y w h`` are also accepted (line n = frame n,
+    blank lines not counted). Anything else is an InputError naming file and line.
+    """
+    expected = "'x y w h' or 'frame x y w h'" if implicit_frames else "'frame x y w h'"
+    boxes: dict[int, Box] = {}
+    frame = -1
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        frame += 1
+        try:  # a wrong number of fields fails the unpacking
+            if implicit_frames and len(fields) == 4:
+                index = frame
+            else:
+                index, fields = int(fields[0]), fields[1:]
+            x, y, w, h = (float(v) for v in fields)
+        except ValueError:
+            raise InputError(
+                f"{dataset}: {path}:{line_no}: expected {expected}, got {line.strip()!r}"
+            ) from None
+        if x == y == w == h == 0.0:
+            continue
+        boxes[index] = (x, y, w, h)
+    return boxes
 
 
 def _fields(folders: tuple[str, ...], stem: str) -> tuple[str, str, str, str, str] | None:

@@ -37,7 +37,6 @@ from typing import ClassVar
 
 from fasdistill.data.formats.base import Box, Sample
 from fasdistill.data.formats.replay_attack import ReplayAttack
-from fasdistill.errors import InputError
 
 SPECIES = ("print", "mattescreen")
 FRAME_SIZE = (720, 1280)  # (width, height) of every upright Replay-Mobile frame
@@ -85,48 +84,28 @@ class ReplayMobile(ReplayAttack):
     def _keeps(protocol: str, attack: Sample) -> bool:
         return protocol in ("grandtest", attack.pai)
 
-    def face_boxes(self, sample: Sample) -> dict[int, Box] | None:
-        """Boxes of ``faceloc/rect/<sample id>.face`` in upright frames; all-zero lines omitted.
+    face_folder: ClassVar[str] = "faceloc/rect"
+    implicit_frames: ClassVar[bool] = True  # the release's lines are 'x y w h', one per frame
 
-        Lines are ``x y w h`` (line n = frame n, as the release ships them) or
-        ``frame x y w h``; anything else is an InputError naming file and line.
-        """
-        path = self.root / "faceloc" / "rect" / f"{sample.sample_id}.face"
-        if not path.is_file():
-            return None
-        boxes: dict[int, Box] = {}
-        frame = -1
-        for line_no, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-            fields = line.split()
-            if not fields:
-                continue
-            frame += 1
-            try:
-                values = [float(v) for v in fields]
-            except ValueError:
-                values = []
-            if len(values) not in (4, 5) or (len(values) == 5 and not values[0].is_integer()):
-                raise InputError(
-                    f"{self.name}: {path}:{line_no}: expected 'x y w h' or 'frame x y w h', "
-                    f"got {line.strip()!r}"
-                )
-            index = frame if len(values) == 4 else int(values[0])
-            x, y, w, h = values[-4:]
-            if x == y == w == h == 0.0:
-                continue
-            boxes[index] = upright_box(sample, (x, y, w, h))
-        return boxes
+    @staticmethod
+    def _frame_box(sample: Sample, box: Box) -> Box:
+        return upright_box(sample, box)
 
     def annotation_frame_size(self, sample: Sample) -> tuple[int, int] | None:
         """The shipped boxes refer to upright 720 x 1280 frames."""
         return FRAME_SIZE
 
 
+def flipped_tablet(sample: Sample) -> bool:
+    """Whether ``sample`` is one of the two tablet videos Idiap's loaders flip like phones'."""
+    return sample.sample_id.rsplit("/", 1)[-1] in FLIPPED_TABLET
+
+
 def upright_box(sample: Sample, box: Box) -> Box:
     """A shipped box (Idiap loader frames) in the upright frame (module docstring)."""
     x, y, w, h = box
     width, height = FRAME_SIZE
-    if sample.sample_id.rsplit("/", 1)[-1] in FLIPPED_TABLET:
+    if flipped_tablet(sample):
         return (x, height - (y + h), w, h)  # the first loader flips these boxes with the frames
     if sample.device == "tablet":
         return (width - (x + w), y, w, h)
