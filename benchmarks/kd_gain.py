@@ -37,9 +37,10 @@ RECIPES = REPO / "recipes"
 OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
 FEATURE_METHODS = ("fitnet", "at")
 ENSEMBLE_METHODS = ("multi_teacher",)  # lodo protocols only: needs the teachers below
-# lodo protocols only: "<method>_dr" trains like <method> but sees the lodo teacher's
-# photometric domain randomisation (teacher outputs then come from each augmented view).
-DR_METHODS = ("scratch_dr", "kd_dr")
+# lodo protocols only: students that see the lodo teacher's photometric domain
+# randomisation (name -> the method they train like). kd_dr's teacher scores each
+# augmented view; kd_dr_clean's scores the crop before jitter and blur (cached).
+DR_METHODS = {"scratch_dr": "scratch", "kd_dr": "kd", "kd_dr_clean": "kd"}
 ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS, *DR_METHODS)
 # The multi_teacher row's teachers besides the lodo teacher: other recipes, another
 # seed and another architecture (name -> recipe, overrides beyond the teacher budget).
@@ -130,15 +131,18 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
         # distilled ones reuse cached teacher outputs and features.
         "data.augment.resized_crop=[1.0,1.0]",
     ]
-    method = job.method.removesuffix("_dr")
-    randomised = method != job.method
-    if randomised:
+    method = DR_METHODS.get(job.method, job.method)
+    if job.method in DR_METHODS:
         students += domain_randomisation(budget)
     if method == "scratch":
         return RECIPES / "student_swapnet.yaml", students
     listed = ",".join(str(t) for t in teachers)
-    cache = "false" if randomised else "true"
-    overrides = [*students, f"distill.teacher=[{listed}]", f"distill.cache={cache}"]
+    overrides = [*students, f"distill.teacher=[{listed}]"]
+    if job.method == "kd_dr":  # the teacher scores every augmented view: nothing to cache
+        return RECIPES / f"distill_{method}.yaml", [*overrides, "distill.cache=false"]
+    overrides.append("distill.cache=true")
+    if job.method.endswith("_clean"):
+        overrides.append("distill.teacher_view=clean")
     return RECIPES / f"distill_{method}.yaml", overrides
 
 
@@ -242,7 +246,7 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
     """Jobs in priority order: teachers first, then seed by seed, protocol by protocol.
 
     ``multi_teacher`` runs on lodo protocols only, after the ensemble's teachers;
-    the ``_dr`` students on lodo protocols only.
+    the DR students on lodo protocols only.
     """
     jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
     ensemble = [p for p in protocols if p.startswith("lodo") and "multi_teacher" in methods]
@@ -337,10 +341,10 @@ def capture_outside_sources(held_out: str) -> tuple[list[str], int]:
 def paired_gain(results: dict[str, dict[str, Any]], protocol: str, method: str) -> str:
     """Test ACER of the scratch student minus this one's, seed by seed: mean ± std, wins.
 
-    A ``_dr`` student is paired with ``scratch_dr`` (the same augmentation), others
+    A DR student is paired with ``scratch_dr`` (the same augmentation), others
     with ``scratch``; a seed fixes initialisation and batch order in both runs.
     """
-    baseline = "scratch_dr" if method.endswith("_dr") else "scratch"
+    baseline = "scratch_dr" if method in DR_METHODS else "scratch"
     if method == baseline:
         return "-"
     gains = []
@@ -409,7 +413,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/kd_gain"))
     parser.add_argument("--quick", action="store_true", help="intra, scratch + KD, 1 seed")
     parser.add_argument("--protocols", default="intra,lodo_phone")
-    parser.add_argument(  # the _dr students are asked for by name (see DR_METHODS)
+    parser.add_argument(  # the DR students are asked for by name (see DR_METHODS)
         "--methods", default=",".join(m for m in ALL_METHODS if m not in DR_METHODS)
     )
     parser.add_argument("--seeds", default="0,1,2")

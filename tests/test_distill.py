@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from fasdistill.cli import main
 from fasdistill.config import RunConfig, load_recipe
-from fasdistill.data.loader import read_crop_index
+from fasdistill.data.loader import CropDataset, read_crop_index
 from fasdistill.distill import Distilled, FeatureTaps, load_teacher, losses
 from fasdistill.engine import trainer as trainer_module
 from fasdistill.engine.checkpoint import load_checkpoint, save_deployable
@@ -245,8 +245,44 @@ def test_cached_teacher_outputs_train_like_live_ones(
         assert set(x["terms"]) == {"ce", "pixel", "kd", "dkd", "pixel_kd", "at", "fitnet"}
         for key in x["terms"]:
             assert x["terms"][key] == pytest.approx(y["terms"][key], rel=1e-4, abs=1e-6), key
-    with pytest.raises(InputError, match="augmentation limited to flips"):
+    with pytest.raises(InputError, match="need the whole crop"):
         objective_for(recipe(teacher, "[{kind: kd}]", "distill.cache=true"), toy_index)
+    jitter = [*flips_only, "data.augment.colour_jitter=0.2", "distill.cache=true"]
+    with pytest.raises(InputError, match=r"augmentation limited to flips.*teacher_view: clean"):
+        objective_for(recipe(teacher, "[{kind: kd}]", *jitter), toy_index)
+
+
+def test_clean_teacher_view_scores_the_crops_before_colour_jitter_and_blur(
+    toy_index: Path, teacher: Path
+) -> None:
+    """teacher_view: clean: augmented student batches get the un-jittered crops' outputs."""
+    photometric = [
+        "data.augment.resized_crop=[1.0,1.0]",
+        "data.augment.colour_jitter=0.4",
+        "data.augment.blur=0.5",
+    ]
+    with pytest.raises(InputError, match="from the cache; set cache: true"):
+        recipe(teacher, "[{kind: kd}]", *photometric, "distill.teacher_view=clean")
+    config = recipe(
+        teacher, "[{kind: kd}]", *photometric, "distill.cache=true", "distill.teacher_view=clean"
+    )
+    objective = objective_for(config, toy_index)
+    index = read_crop_index(toy_index)
+    train_set = CropDataset(index, "train", SIZE, train=True, augment=config.data.augment)
+    objective.prepare(train_set, torch.device("cpu"))
+    plain = CropDataset(index, "train", SIZE)
+    torch.manual_seed(3)
+    items = [train_set[i] for i in range(len(train_set))]
+    images = torch.stack([x[0] for x in items])
+    rows, views = torch.tensor([x[2] for x in items]), torch.tensor([x[3] for x in items])
+    assert set(views.tolist()) == {0, 1}  # jittered and blurred, but whole crops
+    clean = torch.stack([plain[i][0] for i in range(len(plain))])
+    clean = torch.where(views.view(-1, 1, 1, 1) == 1, clean.flip(3), clean)
+    assert not torch.allclose(images, clean, atol=0.05)  # the student's views differ
+    batch = Batch(images, torch.tensor([x[1] for x in items]), rows, views)
+    (targets,) = objective._teacher_outputs(batch)
+    expected = objective.teachers[0].outputs(clean)["logits"]
+    torch.testing.assert_close(targets["logits"], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(

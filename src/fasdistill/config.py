@@ -258,6 +258,9 @@ class DistillConfig(_Section):
     teacher: list[TeacherSpec]
     ce_weight: float = Field(1.0, ge=0.0)  # weight of the supervised terms (alpha of Hinton KD)
     cache: bool = False  # cache teacher outputs per crop and view (output-level terms only)
+    # What the teachers score: "same", the student's augmented view; "clean", the crop
+    # without the photometric augmentation (colour jitter, blur), from the cache.
+    teacher_view: Literal["same", "clean"] = "same"
     terms: list[DistillTerm] = Field(min_length=1)
 
     @field_validator("teacher", mode="before")
@@ -275,6 +278,11 @@ class DistillConfig(_Section):
     def _check_terms(self) -> DistillConfig:
         if not self.teacher:
             raise ValueError("teacher: give at least one teacher")
+        if self.teacher_view == "clean" and not self.cache:
+            raise ValueError(
+                "teacher_view: clean takes the teachers' outputs on un-augmented crops "
+                "from the cache; set cache: true"
+            )
         for i, term in enumerate(self.terms):
             if isinstance(term, MultiTeacherTerm) and term.weights is not None and term.adaptive:
                 raise ValueError(

@@ -99,8 +99,9 @@ def resize_square(image: np.ndarray, size: int) -> np.ndarray:
 def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.ndarray, int]:
     """Random square crop, flip, optional mild colour jitter and blur (uint8 RGB in/out).
 
-    Also returns the view: 0 (the plain resized crop) or 1 (its mirror image) when
-    the augmentation is at most a flip, else -1. Cached teacher outputs key on it.
+    Also returns the view, the crop's geometry: 0 (the whole crop) or 1 (its mirror
+    image) when it was not cropped (colour jitter and blur may still have changed its
+    pixels), else -1. Cached teacher outputs key on it.
     """
     h, w = image.shape[:2]
     lo, hi = augment.resized_crop
@@ -112,7 +113,7 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
     flipped = augment.flip and float(torch.rand(())) < 0.5
     if flipped:
         image = image[:, ::-1]
-    view = int(flipped) if is_view_only(augment) and side == h == w else -1
+    view = int(flipped) if keeps_geometry(augment) and side == h == w else -1
     image = resize_square(np.ascontiguousarray(image), size)
     if augment.colour_jitter > 0:
         j = augment.colour_jitter
@@ -125,9 +126,14 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
     return image, view
 
 
+def keeps_geometry(augment: AugmentConfig) -> bool:
+    """True when augmentation at most mirrors the whole crop (it may change colours)."""
+    return augment.resized_crop == (1.0, 1.0)
+
+
 def is_view_only(augment: AugmentConfig) -> bool:
     """True when augmentation at most mirrors the crop (two views per crop, cacheable)."""
-    return augment.resized_crop == (1.0, 1.0) and augment.colour_jitter == 0 and augment.blur == 0
+    return keeps_geometry(augment) and augment.colour_jitter == 0 and augment.blur == 0
 
 
 def to_tensor(image_rgb: np.ndarray) -> torch.Tensor:
@@ -153,8 +159,8 @@ def model_input(crop_bgr: np.ndarray, size: int) -> torch.Tensor:
 class CropDataset(Dataset):
     """Crops of one split: (image tensor, class label, row number, view).
 
-    ``view`` is 0 for the plain crop, 1 for its mirror image, -1 for any other
-    augmentation (see :func:`_augment`).
+    ``view`` is 0 for the whole crop, 1 for its mirror image, -1 for a cropped one
+    (see :func:`_augment`).
     """
 
     def __init__(

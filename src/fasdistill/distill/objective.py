@@ -31,7 +31,7 @@ from fasdistill.config import (
     RunConfig,
     SPTerm,
 )
-from fasdistill.data.loader import CropDataset, CropIndex, is_view_only
+from fasdistill.data.loader import CropDataset, CropIndex, is_view_only, keeps_geometry
 from fasdistill.distill import losses as L
 from fasdistill.distill.adapters import make_adapter
 from fasdistill.distill.taps import FeatureTaps
@@ -174,10 +174,17 @@ class Distilled(Objective):
                 )
             if isinstance(term, MultiTeacherTerm) and len(self.teachers) < 2:
                 warnings.warn(f"{where}: multi_teacher with one teacher is plain KD", stacklevel=2)
-        if self.spec.cache and not is_view_only(self.config.data.augment):
+        augment = self.config.data.augment
+        if self.spec.cache and not keeps_geometry(augment):
+            raise InputError(
+                "distill.cache: cached teacher outputs need the whole crop, at most "
+                "mirrored (data.augment.resized_crop=[1.0,1.0])"
+            )
+        if self.spec.cache and self.spec.teacher_view == "same" and not is_view_only(augment):
             raise InputError(
                 "distill.cache: cached teacher outputs need augmentation limited to flips "
-                "(data.augment.resized_crop=[1.0,1.0], colour_jitter=0, blur=0)"
+                "(data.augment.colour_jitter=0, blur=0), or distill.teacher_view: clean "
+                "to have the teachers score the crops before colour jitter and blur"
             )
 
     def _size_adapters(

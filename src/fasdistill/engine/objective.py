@@ -31,7 +31,7 @@ class Batch:
     images: Tensor
     labels: Tensor
     rows: Tensor  # positions in the training split (for cached teacher outputs)
-    views: Tensor  # 0 plain, 1 mirrored, -1 otherwise augmented
+    views: Tensor  # geometry: 0 whole crop, 1 mirrored, -1 cropped (colours aside)
 
 
 class Objective(abc.ABC):
