@@ -39,8 +39,14 @@ FEATURE_METHODS = ("fitnet", "at")
 ENSEMBLE_METHODS = ("multi_teacher",)  # lodo protocols only: needs the teachers below
 # lodo protocols only: students that see the lodo teacher's photometric domain
 # randomisation (name -> the method they train like). kd_dr's teacher scores each
-# augmented view; kd_dr_clean's scores the crop before jitter and blur (cached).
-DR_METHODS = {"scratch_dr": "scratch", "kd_dr": "kd", "kd_dr_clean": "kd"}
+# augmented view; the _clean students' score the crop before jitter and blur (cached).
+DR_METHODS = {
+    "scratch_dr": "scratch",
+    "kd_dr": "kd",
+    "kd_dr_clean": "kd",
+    "fitnet_dr_clean": "fitnet",
+    "at_dr_clean": "at",
+}
 ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS, *DR_METHODS)
 # The multi_teacher row's teachers besides the lodo teacher: other recipes, another
 # seed and another architecture (name -> recipe, overrides beyond the teacher budget).
