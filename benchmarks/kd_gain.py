@@ -375,12 +375,13 @@ def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: lis
         t_acer = teacher["test"]["acer"]
         lines += [
             f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
-            f"AUC {teacher['test']['auc']:.3f}, {teacher['train_seconds'] / 60:.1f} min; "
+            f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
+            f"{teacher['train_seconds'] / 60:.1f} min; "
             f"test set: {teacher.get('test_set', {}).get('crops', '?')} crops)",
             "",
-            "| student | seeds | test ACER % | test HTER % | test AUC | retention % "
+            "| student | seeds | dev ACER % | test ACER % | test HTER % | test AUC | retention % "
             "| ACER gain, paired (pts) | min / run |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for m in methods:
             runs = [r for k, r in results.items() if k.startswith(f"{p}/{m}/")]
@@ -389,7 +390,8 @@ def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: lis
             acer = [r["test"]["acer"] for r in runs]
             retention = [(1 - a) / (1 - t_acer) for a in acer]
             lines.append(
-                f"| {m} | {len(runs)} | {_mean_std(acer)} "
+                f"| {m} | {len(runs)} | {_mean_std([r['dev']['acer'] for r in runs])} "
+                f"| {_mean_std(acer)} "
                 f"| {_mean_std([r['test']['hter'] for r in runs])} "
                 f"| {_mean_std([r['test']['auc'] for r in runs], 1.0, 3)} "
                 f"| {_mean_std(retention)} | {paired_gain(results, p, m)} "
