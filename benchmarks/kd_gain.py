@@ -6,8 +6,10 @@ leave-one-domain-out protocol), the swapnet student from scratch, and the studen
 distilled with each method, every student with several seeds and the same budget
 (optimiser steps, so it means the same on any dataset size). Every checkpoint is
 chosen on dev; the threshold is fixed on dev (EER) and applied to test. It prints
-and writes a table of test ACER / HTER / AUC (mean ± std over seeds), the training
-time per run and the retention (1 - ACER_student) / (1 - ACER_teacher).
+and writes a table of dev ACER, test ACER / HTER / AUC (mean ± std over seeds), the
+retention (1 - ACER_student) / (1 - ACER_teacher), the per-seed gain over the student
+trained alone and the training time per run. On lodo protocols the students named in
+DR_METHODS (asked for with --methods) also see the teacher's domain randomisation.
 
 Everything is resumable: a finished run keeps its ``result.json`` and is not run
 again; an interrupted one continues from its ``last.pt``.
