@@ -257,7 +257,7 @@ class DistillConfig(_Section):
 
     teacher: list[TeacherSpec]
     ce_weight: float = Field(1.0, ge=0.0)  # weight of the supervised terms (alpha of Hinton KD)
-    cache: bool = False  # cache teacher outputs per crop and view (output-level terms only)
+    cache: bool = False  # cache teacher outputs (and tapped features) per crop and view
     # What the teachers score: "same", the student's augmented view; "clean", the crop
     # without the photometric augmentation (colour jitter, blur), from the cache.
     teacher_view: Literal["same", "clean"] = "same"
