@@ -48,7 +48,11 @@ DR_METHODS = {
     "kd_dr_clean": "kd",
     "fitnet_dr_clean": "fitnet",
     "at_dr_clean": "at",
+    "kd_dr_clean_devbest": "kd",
 }
+# The teachers a "*_devbest" student chooses from: the lodo teacher recipe with seeds
+# 0 and 1; the lower dev ACER (then the higher dev AUC) teaches. Dev only, never test.
+DEV_CHOICE = ("teacher", "teacher_seed1")
 ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS, *DR_METHODS)
 # The multi_teacher row's teachers besides the lodo teacher: other recipes, another
 # seed and another architecture (name -> recipe, overrides beyond the teacher budget).
@@ -109,7 +113,19 @@ def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, P
 def teachers_of(job: Job, out: Path) -> list[Path]:
     """The teacher checkpoints a distilled run learns from."""
     names = ["teacher", *ENSEMBLE] if job.method in ENSEMBLE_METHODS else ["teacher"]
+    if job.method.endswith("_devbest"):
+        names = [dev_best(out / job.protocol)]
     return [out / job.protocol / name / "checkpoints" / "best.pt" for name in names]
+
+
+def dev_best(protocol_dir: Path) -> str:
+    """The DEV_CHOICE teacher with the lowest dev ACER, then the highest dev AUC."""
+
+    def dev(name: str) -> tuple[float, float]:
+        result = json.loads((protocol_dir / name / "result.json").read_text())
+        return result["dev"]["acer"], -result["dev"]["auc"]
+
+    return min(DEV_CHOICE, key=dev)
 
 
 def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path, list[str]]:
@@ -149,7 +165,7 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
     if job.method == "kd_dr":  # the teacher scores every augmented view: nothing to cache
         return RECIPES / f"distill_{method}.yaml", [*overrides, "distill.cache=false"]
     overrides.append("distill.cache=true")
-    if job.method.endswith("_clean"):
+    if "_clean" in job.method:
         overrides.append("distill.teacher_view=clean")
     return RECIPES / f"distill_{method}.yaml", overrides
 
@@ -259,6 +275,13 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
     jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
     ensemble = [p for p in protocols if p.startswith("lodo") and "multi_teacher" in methods]
     jobs += [Job(f"{p}/{name}", p, name, 0) for p in ensemble for name in ENSEMBLE]
+    choosing = [m for m in methods if m.endswith("_devbest")]
+    jobs += [
+        Job(f"{p}/{name}", p, name, 0)
+        for p in protocols
+        if p.startswith("lodo") and choosing and p not in ensemble
+        for name in DEV_CHOICE[1:]
+    ]
     for seed in seeds:
         for p in protocols:
             for m in methods:
@@ -268,6 +291,7 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
                     continue
                 after = [] if m.startswith("scratch") else [f"{p}/teacher"]
                 after += [f"{p}/{name}" for name in ENSEMBLE] if m in ENSEMBLE_METHODS else []
+                after += [f"{p}/{name}" for name in DEV_CHOICE[1:]] if m in choosing else []
                 jobs.append(Job(f"{p}/{m}/seed{seed}", p, m, seed, after))
     return jobs
 
