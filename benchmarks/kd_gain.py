@@ -26,13 +26,14 @@ import math
 import os
 import platform
 import shutil
-import statistics
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
+
+from kd_gain_table import dev_best, table
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -114,18 +115,11 @@ def teachers_of(job: Job, out: Path) -> list[Path]:
     """The teacher checkpoints a distilled run learns from."""
     names = ["teacher", *ENSEMBLE] if job.method in ENSEMBLE_METHODS else ["teacher"]
     if job.method.endswith("_devbest"):
-        names = [dev_best(out / job.protocol)]
+        found = out / job.protocol
+        names = [
+            dev_best({n: json.loads((found / n / "result.json").read_text()) for n in DEV_CHOICE})
+        ]
     return [out / job.protocol / name / "checkpoints" / "best.pt" for name in names]
-
-
-def dev_best(protocol_dir: Path) -> str:
-    """The DEV_CHOICE teacher with the lowest dev ACER, then the highest dev AUC."""
-
-    def dev(name: str) -> tuple[float, float]:
-        result = json.loads((protocol_dir / name / "result.json").read_text())
-        return result["dev"]["acer"], -result["dev"]["auc"]
-
-    return min(DEV_CHOICE, key=dev)
 
 
 def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path, list[str]]:
@@ -329,119 +323,6 @@ def execute(
     return done
 
 
-# ---------------------------------------------------------------------------- table
-
-
-def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-    mean = statistics.fmean(values) * scale
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
-
-
-def capture_outside_sources(held_out: str) -> tuple[list[str], int]:
-    """Capture parameters of SynthSpoof domain ``held_out`` outside the other domains' range.
-
-    Returns (names outside, number of parameters): camera fields (white balance per
-    channel), colour temperature and light intensity. Outside = extrapolation.
-    """
-    from dataclasses import fields
-
-    from fasdistill.data.synth.domains import DOMAINS
-
-    def params(name: str) -> dict[str, float]:
-        domain = DOMAINS[name]
-        out = {"colour_temperature": domain.colour_temperature, "light": domain.light_intensity}
-        for f in fields(domain.camera):
-            value = getattr(domain.camera, f.name)
-            if isinstance(value, tuple):
-                out |= {f"{f.name}[{c}]": v for c, v in zip("RGB", value, strict=True)}
-            else:
-                out[f.name] = float(value)
-        return out
-
-    target = params(held_out)
-    sources = [params(d) for d in DOMAINS if d != held_out]
-    outside = [
-        k
-        for k, v in target.items()
-        if not min(s[k] for s in sources) <= v <= max(s[k] for s in sources)
-    ]
-    return outside, len(target)
-
-
-def paired_gain(results: dict[str, dict[str, Any]], protocol: str, method: str) -> str:
-    """Test ACER of the scratch student minus this one's, seed by seed: mean ± std, wins.
-
-    A DR student is paired with ``scratch_dr`` (the same augmentation), others
-    with ``scratch``; a seed fixes initialisation and batch order in both runs.
-    """
-    baseline = "scratch_dr" if method in DR_METHODS else "scratch"
-    if method == baseline:
-        return "-"
-    gains = []
-    for key, run in results.items():
-        if key.startswith(f"{protocol}/{method}/"):
-            other = results.get(f"{protocol}/{baseline}/seed{run['seed']}")
-            if other is not None:
-                gains.append(other["test"]["acer"] - run["test"]["acer"])
-    if not gains:
-        return "-"
-    wins = sum(g > 0 for g in gains)
-    return f"{_mean_std(gains)} ({wins}/{len(gains)} seeds better)"
-
-
-def table(results: dict[str, dict[str, Any]], protocols: list[str], methods: list[str]) -> str:
-    """A Markdown table per protocol: teacher, scratch and each method."""
-    lines = []
-    for p in protocols:
-        teacher = results.get(f"{p}/teacher")
-        if teacher is None:
-            continue
-        t_acer = teacher["test"]["acer"]
-        lines += [
-            f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
-            f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
-            f"{teacher['train_seconds'] / 60:.1f} min; "
-            f"test set: {teacher.get('test_set', {}).get('crops', '?')} crops)",
-            "",
-            "| student | seeds | dev ACER % | test ACER % | test HTER % | test AUC | retention % "
-            "| ACER gain, paired (pts) | min / run |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for m in methods:
-            runs = [r for k, r in results.items() if k.startswith(f"{p}/{m}/")]
-            if not runs:
-                continue
-            acer = [r["test"]["acer"] for r in runs]
-            retention = [(1 - a) / (1 - t_acer) for a in acer]
-            lines.append(
-                f"| {m} | {len(runs)} | {_mean_std([r['dev']['acer'] for r in runs])} "
-                f"| {_mean_std(acer)} "
-                f"| {_mean_std([r['test']['hter'] for r in runs])} "
-                f"| {_mean_std([r['test']['auc'] for r in runs], 1.0, 3)} "
-                f"| {_mean_std(retention)} | {paired_gain(results, p, m)} "
-                f"| {statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f} |"
-            )
-        members = [(n, results[f"{p}/{n}"]) for n in ENSEMBLE if f"{p}/{n}" in results]
-        if members:
-            listed = ", ".join(
-                f"`{n}` {100 * r['test']['acer']:.1f} % / {r['test']['auc']:.3f}"
-                for n, r in members
-            )
-            lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
-        if p.startswith("lodo_"):
-            outside, n = capture_outside_sources(p.removeprefix("lodo_"))
-            names = ", ".join(f"`{k}`" for k in outside) or "none"
-            lines += [
-                "",
-                f"Capture parameters of `{p.removeprefix('lodo_')}` outside the source "
-                f"domains' range ({len(outside)} of {n}): {names}.",
-            ]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/kd_gain"))
@@ -503,7 +384,7 @@ def main() -> None:
         indexes = prepare_data(args.out, protocols, budget)
         jobs = plan(protocols, methods, seeds)
         results = execute(jobs, args.out, indexes, budget, args.parallel)
-    markdown = table(results, protocols, methods)
+    markdown = table(results, protocols, methods, ENSEMBLE, DEV_CHOICE, DR_METHODS)
     from fasdistill.engine.provenance import git_commit, versions
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 

@@ -1,0 +1,155 @@
+"""The tables of ``kd_gain.py``: per protocol, teacher and students, mean ± std over seeds.
+
+Pure functions of the runs' ``result.json`` records (job name -> record), so a table
+can be rebuilt from finished runs without training anything.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any
+
+
+def dev_best(teachers: dict[str, dict[str, Any]]) -> str:
+    """The teacher (name -> result) with the lowest dev ACER, then the highest dev AUC."""
+    return min(teachers, key=lambda n: (teachers[n]["dev"]["acer"], -teachers[n]["dev"]["auc"]))
+
+
+def _mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    mean = statistics.fmean(values) * scale
+    if len(values) < 2:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
+
+
+def capture_outside_sources(held_out: str) -> tuple[list[str], int]:
+    """Capture parameters of SynthSpoof domain ``held_out`` outside the other domains' range.
+
+    Returns (names outside, number of parameters): camera fields (white balance per
+    channel), colour temperature and light intensity. Outside = extrapolation.
+    """
+    from dataclasses import fields
+
+    from fasdistill.data.synth.domains import DOMAINS
+
+    def params(name: str) -> dict[str, float]:
+        domain = DOMAINS[name]
+        out = {"colour_temperature": domain.colour_temperature, "light": domain.light_intensity}
+        for f in fields(domain.camera):
+            value = getattr(domain.camera, f.name)
+            if isinstance(value, tuple):
+                out |= {f"{f.name}[{c}]": v for c, v in zip("RGB", value, strict=True)}
+            else:
+                out[f.name] = float(value)
+        return out
+
+    target = params(held_out)
+    sources = [params(d) for d in DOMAINS if d != held_out]
+    outside = [
+        k
+        for k, v in target.items()
+        if not min(s[k] for s in sources) <= v <= max(s[k] for s in sources)
+    ]
+    return outside, len(target)
+
+
+def paired_gain(
+    results: dict[str, dict[str, Any]], protocol: str, method: str, dr_methods: Collection[str]
+) -> str:
+    """Test ACER of the scratch student minus this one's, seed by seed: mean ± std, wins.
+
+    A DR student is paired with ``scratch_dr`` (the same augmentation), others
+    with ``scratch``; a seed fixes initialisation and batch order in both runs.
+    """
+    baseline = "scratch_dr" if method in dr_methods else "scratch"
+    if method == baseline:
+        return "-"
+    gains = []
+    for key, run in results.items():
+        if key.startswith(f"{protocol}/{method}/"):
+            other = results.get(f"{protocol}/{baseline}/seed{run['seed']}")
+            if other is not None:
+                gains.append(other["test"]["acer"] - run["test"]["acer"])
+    if not gains:
+        return "-"
+    wins = sum(g > 0 for g in gains)
+    return f"{_mean_std(gains)} ({wins}/{len(gains)} seeds better)"
+
+
+def table(
+    results: dict[str, dict[str, Any]],
+    protocols: list[str],
+    methods: list[str],
+    ensemble: Collection[str],
+    dev_choice: Collection[str],
+    dr_methods: Collection[str],
+) -> str:
+    """A Markdown table per protocol: teacher, scratch and each method.
+
+    ``ensemble``: multi_teacher's other teachers; ``dev_choice``: the teachers a
+    ``*_devbest`` student chooses from; ``dr_methods``: students paired with scratch_dr.
+    """
+    lines = []
+    for p in protocols:
+        teacher = results.get(f"{p}/teacher")
+        if teacher is None:
+            continue
+        t_acer = teacher["test"]["acer"]
+        choice = {n: results[f"{p}/{n}"] for n in dev_choice if f"{p}/{n}" in results}
+        lines += [
+            f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
+            f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
+            f"{teacher['train_seconds'] / 60:.1f} min; "
+            f"test set: {teacher.get('test_set', {}).get('crops', '?')} crops)",
+            "",
+            "| student | seeds | dev ACER % | test ACER % | test HTER % | test AUC | retention % "
+            "| ACER gain, paired (pts) | min / run |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m in methods:
+            runs = [r for k, r in results.items() if k.startswith(f"{p}/{m}/")]
+            if not runs:
+                continue
+            acer = [r["test"]["acer"] for r in runs]
+            own = t_acer  # a *_devbest student's retention is of the teacher dev chose
+            if m.endswith("_devbest") and len(choice) == len(dev_choice):
+                own = choice[dev_best(choice)]["test"]["acer"]
+            retention = [(1 - a) / (1 - own) for a in acer]
+            lines.append(
+                f"| {m} | {len(runs)} | {_mean_std([r['dev']['acer'] for r in runs])} "
+                f"| {_mean_std(acer)} "
+                f"| {_mean_std([r['test']['hter'] for r in runs])} "
+                f"| {_mean_std([r['test']['auc'] for r in runs], 1.0, 3)} "
+                f"| {_mean_std(retention)} | {paired_gain(results, p, m, dr_methods)} "
+                f"| {statistics.fmean(r['train_seconds'] for r in runs) / 60:.1f} |"
+            )
+        members = [(n, results[f"{p}/{n}"]) for n in ensemble if f"{p}/{n}" in results]
+        if members and "multi_teacher" in methods:
+            listed = ", ".join(
+                f"`{n}` {100 * r['test']['acer']:.1f} % / {r['test']['auc']:.3f}"
+                for n, r in members
+            )
+            lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
+        if len(choice) == len(dev_choice) and any(m.endswith("_devbest") for m in methods):
+            listed = ", ".join(
+                f"`{n}` {100 * r['dev']['acer']:.1f} % / {100 * r['test']['acer']:.1f} % / "
+                f"{r['test']['auc']:.3f}"
+                for n, r in choice.items()
+            )
+            best = dev_best(choice)
+            lines += [
+                "",
+                f"`*_devbest` teachers (dev ACER / test ACER / AUC): {listed}; dev chose `{best}`.",
+            ]
+        if p.startswith("lodo_"):
+            outside, n = capture_outside_sources(p.removeprefix("lodo_"))
+            names = ", ".join(f"`{k}`" for k in outside) or "none"
+            lines += [
+                "",
+                f"Capture parameters of `{p.removeprefix('lodo_')}` outside the source "
+                f"domains' range ({len(outside)} of {n}): {names}.",
+            ]
+        lines.append("")
+    return "\n".join(lines)
