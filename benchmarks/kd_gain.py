@@ -41,15 +41,15 @@ OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
 FEATURE_METHODS = ("fitnet", "at")
 ENSEMBLE_METHODS = ("multi_teacher",)  # lodo protocols only: needs the teachers below
 # lodo protocols only: students that see the lodo teacher's photometric domain
-# randomisation (name -> the method they train like). kd_dr's teacher scores each
-# augmented view; the _clean students' score the crop before jitter and blur (cached).
+# randomisation: name -> (the method they train like, what the teacher scores:
+# "same", each augmented view, uncached; "clean", the crop before jitter and blur).
 DR_METHODS = {
-    "scratch_dr": "scratch",
-    "kd_dr": "kd",
-    "kd_dr_clean": "kd",
-    "fitnet_dr_clean": "fitnet",
-    "at_dr_clean": "at",
-    "kd_dr_clean_devbest": "kd",
+    "scratch_dr": ("scratch", None),
+    "kd_dr": ("kd", "same"),
+    "kd_dr_clean": ("kd", "clean"),
+    "fitnet_dr_clean": ("fitnet", "clean"),
+    "at_dr_clean": ("at", "clean"),
+    "kd_dr_clean_devbest": ("kd", "clean"),
 }
 # The teachers a "*_devbest" student chooses from: the lodo teacher recipe with seeds
 # 0 and 1; the lower dev ACER (then the higher dev AUC) teaches. Dev only, never test.
@@ -149,17 +149,16 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
         # distilled ones reuse cached teacher outputs and features.
         "data.augment.resized_crop=[1.0,1.0]",
     ]
-    method = DR_METHODS.get(job.method, job.method)
+    method, view = DR_METHODS.get(job.method, (job.method, None))
     if job.method in DR_METHODS:
         students += domain_randomisation(budget)
     if method == "scratch":
         return RECIPES / "student_swapnet.yaml", students
     listed = ",".join(str(t) for t in teachers)
-    overrides = [*students, f"distill.teacher=[{listed}]"]
-    if job.method == "kd_dr":  # the teacher scores every augmented view: nothing to cache
-        return RECIPES / f"distill_{method}.yaml", [*overrides, "distill.cache=false"]
-    overrides.append("distill.cache=true")
-    if "_clean" in job.method:
+    # Cached unless the teacher scores every augmented view.
+    cache = "false" if view == "same" else "true"
+    overrides = [*students, f"distill.teacher=[{listed}]", f"distill.cache={cache}"]
+    if view == "clean":
         overrides.append("distill.teacher_view=clean")
     return RECIPES / f"distill_{method}.yaml", overrides
 
@@ -266,22 +265,16 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
     ``multi_teacher`` runs on lodo protocols only, after the ensemble's teachers;
     the DR students on lodo protocols only.
     """
-    jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
-    ensemble = [p for p in protocols if p.startswith("lodo") and "multi_teacher" in methods]
-    jobs += [Job(f"{p}/{name}", p, name, 0) for p in ensemble for name in ENSEMBLE]
+    lodo = [p for p in protocols if p.startswith("lodo")]
     choosing = [m for m in methods if m.endswith("_devbest")]
-    jobs += [
-        Job(f"{p}/{name}", p, name, 0)
-        for p in protocols
-        if p.startswith("lodo") and choosing and p not in ensemble
-        for name in DEV_CHOICE[1:]
-    ]
+    extra = [*ENSEMBLE] if "multi_teacher" in methods else []  # teachers beside "teacher"
+    extra += [n for n in DEV_CHOICE[1:] if choosing and n not in extra]
+    jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
+    jobs += [Job(f"{p}/{name}", p, name, 0) for p in lodo for name in extra]
     for seed in seeds:
         for p in protocols:
             for m in methods:
-                if m in ENSEMBLE_METHODS and p not in ensemble:
-                    continue
-                if m in DR_METHODS and not p.startswith("lodo"):
+                if (m in ENSEMBLE_METHODS or m in DR_METHODS) and p not in lodo:
                     continue
                 after = [] if m.startswith("scratch") else [f"{p}/teacher"]
                 after += [f"{p}/{name}" for name in ENSEMBLE] if m in ENSEMBLE_METHODS else []

@@ -98,6 +98,7 @@ def table(
             continue
         t_acer = teacher["test"]["acer"]
         choice = {n: results[f"{p}/{n}"] for n in dev_choice if f"{p}/{n}" in results}
+        chosen = dev_best(choice) if len(choice) == len(dev_choice) else None
         lines += [
             f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
             f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
@@ -114,8 +115,8 @@ def table(
                 continue
             acer = [r["test"]["acer"] for r in runs]
             own = t_acer  # a *_devbest student's retention is of the teacher dev chose
-            if m.endswith("_devbest") and len(choice) == len(dev_choice):
-                own = choice[dev_best(choice)]["test"]["acer"]
+            if m.endswith("_devbest") and chosen is not None:
+                own = choice[chosen]["test"]["acer"]
             retention = [(1 - a) / (1 - own) for a in acer]
             lines.append(
                 f"| {m} | {len(runs)} | {_mean_std([r['dev']['acer'] for r in runs])} "
@@ -132,16 +133,16 @@ def table(
                 for n, r in members
             )
             lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
-        if len(choice) == len(dev_choice) and any(m.endswith("_devbest") for m in methods):
+        if chosen is not None and any(m.endswith("_devbest") for m in methods):
             listed = ", ".join(
                 f"`{n}` {100 * r['dev']['acer']:.1f} % / {100 * r['test']['acer']:.1f} % / "
                 f"{r['test']['auc']:.3f}"
                 for n, r in choice.items()
             )
-            best = dev_best(choice)
             lines += [
                 "",
-                f"`*_devbest` teachers (dev ACER / test ACER / AUC): {listed}; dev chose `{best}`.",
+                f"`*_devbest` teachers (dev ACER / test ACER / AUC): {listed}; "
+                f"dev chose `{chosen}`.",
             ]
         if p.startswith("lodo_"):
             outside, n = capture_outside_sources(p.removeprefix("lodo_"))
