@@ -50,10 +50,13 @@ DR_METHODS = {
     "fitnet_dr_clean": ("fitnet", "clean"),
     "at_dr_clean": ("at", "clean"),
     "kd_dr_clean_devbest": ("kd", "clean"),
+    "pixel_dr_clean": ("pixel", "clean"),
+    "multi_teacher_dr_clean": ("multi_teacher", "clean"),
 }
-# The teachers a "*_devbest" student chooses from: the lodo teacher recipe with seeds
-# 0 and 1; the lower dev ACER (then the higher dev AUC) teaches. Dev only, never test.
-DEV_CHOICE = ("teacher", "teacher_seed1")
+# The lodo teacher recipe with seeds 0 and 1. A "*_devbest" student learns from the
+# one with the lower dev ACER (then the higher dev AUC; dev only, never test), a DR
+# multi_teacher student from both.
+LODO_SEEDS = ("teacher", "teacher_seed1")
 ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS, *DR_METHODS)
 # The multi_teacher row's teachers besides the lodo teacher: other recipes, another
 # seed and another architecture (name -> recipe, overrides beyond the teacher budget).
@@ -114,12 +117,20 @@ def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, P
 def teachers_of(job: Job, out: Path) -> list[Path]:
     """The teacher checkpoints a distilled run learns from."""
     names = ["teacher", *ENSEMBLE] if job.method in ENSEMBLE_METHODS else ["teacher"]
+    if seed_teachers(job.method):
+        names = list(LODO_SEEDS)
     if job.method.endswith("_devbest"):
         found = out / job.protocol
         names = [
-            dev_best({n: json.loads((found / n / "result.json").read_text()) for n in DEV_CHOICE})
+            dev_best({n: json.loads((found / n / "result.json").read_text()) for n in LODO_SEEDS})
         ]
     return [out / job.protocol / name / "checkpoints" / "best.pt" for name in names]
+
+
+def seed_teachers(method: str) -> bool:
+    """Does this student learn from (or choose among) the lodo recipe's seeds?"""
+    base = DR_METHODS.get(method, (method, None))[0]
+    return method.endswith("_devbest") or (method in DR_METHODS and base in ENSEMBLE_METHODS)
 
 
 def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path, list[str]]:
@@ -266,9 +277,9 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
     the DR students on lodo protocols only.
     """
     lodo = [p for p in protocols if p.startswith("lodo")]
-    choosing = [m for m in methods if m.endswith("_devbest")]
+    seeded = [m for m in methods if seed_teachers(m)]
     extra = [*ENSEMBLE] if "multi_teacher" in methods else []  # teachers beside "teacher"
-    extra += [n for n in DEV_CHOICE[1:] if choosing and n not in extra]
+    extra += [n for n in LODO_SEEDS[1:] if seeded and n not in extra]
     jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
     jobs += [Job(f"{p}/{name}", p, name, 0) for p in lodo for name in extra]
     for seed in seeds:
@@ -278,7 +289,7 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
                     continue
                 after = [] if m.startswith("scratch") else [f"{p}/teacher"]
                 after += [f"{p}/{name}" for name in ENSEMBLE] if m in ENSEMBLE_METHODS else []
-                after += [f"{p}/{name}" for name in DEV_CHOICE[1:]] if m in choosing else []
+                after += [f"{p}/{name}" for name in LODO_SEEDS[1:]] if m in seeded else []
                 jobs.append(Job(f"{p}/{m}/seed{seed}", p, m, seed, after))
     return jobs
 
@@ -377,7 +388,7 @@ def main() -> None:
         indexes = prepare_data(args.out, protocols, budget)
         jobs = plan(protocols, methods, seeds)
         results = execute(jobs, args.out, indexes, budget, args.parallel)
-    markdown = table(results, protocols, methods, ENSEMBLE, DEV_CHOICE, DR_METHODS)
+    markdown = table(results, protocols, methods, ENSEMBLE, LODO_SEEDS, DR_METHODS)
     from fasdistill.engine.provenance import git_commit, versions
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 
