@@ -88,8 +88,10 @@ def table(
 ) -> str:
     """A Markdown table per protocol: teacher, scratch and each method.
 
-    ``ensemble``: multi_teacher's other teachers; ``dev_choice``: the teachers a
-    ``*_devbest`` student chooses from; ``dr_methods``: students paired with scratch_dr.
+    ``ensemble``: multi_teacher's other teachers; ``dev_choice``: the lodo teacher
+    recipe's seeds (a ``*_devbest`` student chooses among them on dev, a DR
+    multi_teacher student learns from all); ``dr_methods``: students paired with
+    scratch_dr.
     """
     lines = []
     for p in protocols:
@@ -133,7 +135,7 @@ def table(
                 for n, r in members
             )
             lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
-        if chosen is not None and any(m.endswith("_devbest") for m in methods):
+        if chosen is not None:  # the seed teachers ran: a student learns from them
             listed = ", ".join(
                 f"`{n}` {100 * r['dev']['acer']:.1f} % / {100 * r['test']['acer']:.1f} % / "
                 f"{r['test']['auc']:.3f}"
@@ -141,8 +143,8 @@ def table(
             )
             lines += [
                 "",
-                f"`*_devbest` teachers (dev ACER / test ACER / AUC): {listed}; "
-                f"dev chose `{chosen}`.",
+                f"The lodo teacher recipe's seeds (dev ACER / test ACER / AUC): {listed}; "
+                f"dev chose `{chosen}` for `*_devbest`.",
             ]
         if p.startswith("lodo_"):
             outside, n = capture_outside_sources(p.removeprefix("lodo_"))
