@@ -116,21 +116,24 @@ def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, P
 
 def teachers_of(job: Job, out: Path) -> list[Path]:
     """The teacher checkpoints a distilled run learns from."""
-    names = ["teacher", *ENSEMBLE] if job.method in ENSEMBLE_METHODS else ["teacher"]
-    if seed_teachers(job.method):
-        names = list(LODO_SEEDS)
     if job.method.endswith("_devbest"):
         found = out / job.protocol
         names = [
             dev_best({n: json.loads((found / n / "result.json").read_text()) for n in LODO_SEEDS})
         ]
+    elif seed_teachers(job.method):
+        names = list(LODO_SEEDS)
+    elif job.method in ENSEMBLE_METHODS:
+        names = ["teacher", *ENSEMBLE]
+    else:
+        names = ["teacher"]
     return [out / job.protocol / name / "checkpoints" / "best.pt" for name in names]
 
 
 def seed_teachers(method: str) -> bool:
     """Does this student learn from (or choose among) the lodo recipe's seeds?"""
-    base = DR_METHODS.get(method, (method, None))[0]
-    return method.endswith("_devbest") or (method in DR_METHODS and base in ENSEMBLE_METHODS)
+    ensemble = method in DR_METHODS and DR_METHODS[method][0] in ENSEMBLE_METHODS
+    return method.endswith("_devbest") or ensemble
 
 
 def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path, list[str]]:

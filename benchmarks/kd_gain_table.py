@@ -83,12 +83,12 @@ def table(
     protocols: list[str],
     methods: list[str],
     ensemble: Collection[str],
-    dev_choice: Collection[str],
+    lodo_seeds: Collection[str],
     dr_methods: Collection[str],
 ) -> str:
     """A Markdown table per protocol: teacher, scratch and each method.
 
-    ``ensemble``: multi_teacher's other teachers; ``dev_choice``: the lodo teacher
+    ``ensemble``: multi_teacher's other teachers; ``lodo_seeds``: the lodo teacher
     recipe's seeds (a ``*_devbest`` student chooses among them on dev, a DR
     multi_teacher student learns from all); ``dr_methods``: students paired with
     scratch_dr.
@@ -99,8 +99,8 @@ def table(
         if teacher is None:
             continue
         t_acer = teacher["test"]["acer"]
-        choice = {n: results[f"{p}/{n}"] for n in dev_choice if f"{p}/{n}" in results}
-        chosen = dev_best(choice) if len(choice) == len(dev_choice) else None
+        choice = {n: results[f"{p}/{n}"] for n in lodo_seeds if f"{p}/{n}" in results}
+        chosen = dev_best(choice) if len(choice) == len(lodo_seeds) else None
         lines += [
             f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
             f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
