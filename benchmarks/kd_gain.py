@@ -9,7 +9,8 @@ chosen on dev; the threshold is fixed on dev (EER) and applied to test. It print
 and writes a table of dev ACER, test ACER / HTER / AUC (mean ± std over seeds), the
 retention (1 - ACER_student) / (1 - ACER_teacher), the per-seed gain over the student
 trained alone and the training time per run. On lodo protocols the students named in
-DR_METHODS (asked for with --methods) also see the teacher's domain randomisation.
+DR_METHODS (asked for with --methods) also see the teacher's domain randomisation;
+the ``*_full`` ones learn from that teacher recipe trained on the full-size crops.
 
 Everything is resumable: a finished run keeps its ``result.json`` and is not run
 again; an interrupted one continues from its ``last.pt``.
@@ -52,11 +53,18 @@ DR_METHODS = {
     "kd_dr_clean_devbest": ("kd", "clean"),
     "pixel_dr_clean": ("pixel", "clean"),
     "multi_teacher_dr_clean": ("multi_teacher", "clean"),
+    "kd_dr_clean_full": ("kd", "clean"),
+    "pixel_dr_clean_full": ("pixel", "clean"),
 }
 # The lodo teacher recipe with seeds 0 and 1. A "*_devbest" student learns from the
 # one with the lower dev ACER (then the higher dev AUC; dev only, never test), a DR
 # multi_teacher student from both.
 LODO_SEEDS = ("teacher", "teacher_seed1")
+CROP_SIZE = 96  # the prepared crops' side
+# The lodo teacher recipe trained on the stored crops at their full size instead of the
+# students' input size; a "*_full" student learns from it (its cached outputs are
+# computed on the full-size crops, so it sees detail the student's input has lost).
+FULL_SIZE_TEACHER = "teacher_full"
 ALL_METHODS = ("scratch", *OUTPUT_METHODS, *FEATURE_METHODS, *ENSEMBLE_METHODS, *DR_METHODS)
 # The multi_teacher row's teachers besides the lodo teacher: other recipes, another
 # seed and another architecture (name -> recipe, overrides beyond the teacher budget).
@@ -68,6 +76,10 @@ ENSEMBLE = {
     ),
     "teacher_seed1": ("teacher_resnet18_xdomain", ["train.seed=1"]),
     "teacher_r34": ("teacher_resnet18_xdomain", ["model.name=resnet34"]),
+}
+EXTRA_TEACHERS = {
+    **ENSEMBLE,
+    FULL_SIZE_TEACHER: ("teacher_resnet18_xdomain", [f"data.input_size={CROP_SIZE}"]),
 }
 
 
@@ -96,7 +108,7 @@ class Job:
 
 
 def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, Path]:
-    """SynthSpoof at the default difficulty, and 96-px crops per protocol (both resumable)."""
+    """SynthSpoof at the default difficulty, and crops per protocol (both resumable)."""
     from fasdistill.data.prepare import PrepareConfig, prepare
     from fasdistill.data.synth import SynthConfig, generate
 
@@ -105,7 +117,9 @@ def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, P
     indexes = {}
     for protocol in protocols:
         crops = out / f"crops_{protocol}"
-        config = PrepareConfig(dataset="synthspoof", root=str(synth), protocol=protocol, size=96)
+        config = PrepareConfig(
+            dataset="synthspoof", root=str(synth), protocol=protocol, size=CROP_SIZE
+        )
         prepare(config, crops, workers=os.cpu_count() or 1)
         indexes[protocol] = crops / "index.csv"
     return indexes
@@ -123,6 +137,8 @@ def teachers_of(job: Job, out: Path) -> list[Path]:
         ]
     elif seed_teachers(job.method):
         names = list(LODO_SEEDS)
+    elif job.method.endswith("_full"):
+        names = [FULL_SIZE_TEACHER]
     elif job.method in ENSEMBLE_METHODS:
         names = ["teacher", *ENSEMBLE]
     else:
@@ -142,7 +158,7 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
         # An unseen domain needs a teacher that cannot key on its source domains'
         # photometry; within the domains colour and blur are attack cues (see the recipes).
         recipe = budget.lodo_teacher if job.protocol.startswith("lodo") else "teacher_resnet18"
-        recipe, extra = ENSEMBLE.get(job.method, (recipe, []))
+        recipe, extra = EXTRA_TEACHERS.get(job.method, (recipe, []))
         return RECIPES / f"{recipe}.yaml", [
             f"data.input_size={budget.input_size}",
             "data.workers=1",
@@ -283,6 +299,8 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
     seeded = [m for m in methods if seed_teachers(m)]
     extra = [*ENSEMBLE] if "multi_teacher" in methods else []  # teachers beside "teacher"
     extra += [n for n in LODO_SEEDS[1:] if seeded and n not in extra]
+    full = [m for m in methods if m.endswith("_full")]
+    extra += [FULL_SIZE_TEACHER] if full else []
     jobs = [Job(f"{p}/teacher", p, "teacher", 0) for p in protocols]
     jobs += [Job(f"{p}/{name}", p, name, 0) for p in lodo for name in extra]
     for seed in seeds:
@@ -293,6 +311,7 @@ def plan(protocols: list[str], methods: list[str], seeds: list[int]) -> list[Job
                 after = [] if m.startswith("scratch") else [f"{p}/teacher"]
                 after += [f"{p}/{name}" for name in ENSEMBLE] if m in ENSEMBLE_METHODS else []
                 after += [f"{p}/{name}" for name in LODO_SEEDS[1:]] if m in seeded else []
+                after += [f"{p}/{FULL_SIZE_TEACHER}"] if m in full else []
                 jobs.append(Job(f"{p}/{m}/seed{seed}", p, m, seed, after))
     return jobs
 
@@ -391,7 +410,9 @@ def main() -> None:
         indexes = prepare_data(args.out, protocols, budget)
         jobs = plan(protocols, methods, seeds)
         results = execute(jobs, args.out, indexes, budget, args.parallel)
-    markdown = table(results, protocols, methods, ENSEMBLE, LODO_SEEDS, DR_METHODS)
+    markdown = table(
+        results, protocols, methods, ENSEMBLE, LODO_SEEDS, DR_METHODS, FULL_SIZE_TEACHER
+    )
     from fasdistill.engine.provenance import git_commit, versions
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 

@@ -85,13 +85,14 @@ def table(
     ensemble: Collection[str],
     lodo_seeds: Collection[str],
     dr_methods: Collection[str],
+    full_teacher: str,
 ) -> str:
     """A Markdown table per protocol: teacher, scratch and each method.
 
     ``ensemble``: multi_teacher's other teachers; ``lodo_seeds``: the lodo teacher
     recipe's seeds (a ``*_devbest`` student chooses among them on dev, a DR
     multi_teacher student learns from all); ``dr_methods``: students paired with
-    scratch_dr.
+    scratch_dr; ``full_teacher``: the teacher of the ``*_full`` students.
     """
     lines = []
     for p in protocols:
@@ -101,6 +102,7 @@ def table(
         t_acer = teacher["test"]["acer"]
         choice = {n: results[f"{p}/{n}"] for n in lodo_seeds if f"{p}/{n}" in results}
         chosen = dev_best(choice) if len(choice) == len(lodo_seeds) else None
+        full = results.get(f"{p}/{full_teacher}")
         lines += [
             f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
             f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
@@ -116,9 +118,11 @@ def table(
             if not runs:
                 continue
             acer = [r["test"]["acer"] for r in runs]
-            own = t_acer  # a *_devbest student's retention is of the teacher dev chose
+            own = t_acer  # a *_devbest or *_full student's retention is of its own teacher
             if m.endswith("_devbest") and chosen is not None:
                 own = choice[chosen]["test"]["acer"]
+            if m.endswith("_full") and full is not None:
+                own = full["test"]["acer"]
             retention = [(1 - a) / (1 - own) for a in acer]
             lines.append(
                 f"| {m} | {len(runs)} | {_mean_std([r['dev']['acer'] for r in runs])} "
@@ -145,6 +149,14 @@ def table(
                 "",
                 f"The lodo teacher recipe's seeds (dev ACER / test ACER / AUC): {listed}; "
                 f"dev chose `{chosen}` for `*_devbest`.",
+            ]
+        if full is not None and any(m.endswith("_full") for m in methods):
+            lines += [
+                "",
+                f"The `*_full` students' teacher `{full_teacher}` (the lodo recipe at "
+                f"`{full['overrides'][-1]}`): dev ACER {100 * full['dev']['acer']:.1f} %, "
+                f"test ACER {100 * full['test']['acer']:.1f} %, AUC {full['test']['auc']:.3f}, "
+                f"{full['train_seconds'] / 60:.1f} min.",
             ]
         if p.startswith("lodo_"):
             outside, n = capture_outside_sources(p.removeprefix("lodo_"))

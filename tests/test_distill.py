@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -192,6 +194,37 @@ def test_a_teacher_with_another_input_size_gets_its_own_resize(
     x = torch.randn(4, 3, SIZE, SIZE)
     big = F.interpolate(x, size=2 * SIZE, mode="bilinear", align_corners=False, antialias=True)
     torch.testing.assert_close(teacher.outputs(x)["logits"], teacher.module(big))
+
+
+def test_cached_teachers_read_the_stored_crops_at_their_own_input_size(
+    toy_index: Path, tmp_path: Path
+) -> None:
+    """A student at half the crops' size, a teacher at their full size: the cache holds
+    the teacher's outputs on the stored crops, not on the student's input upsampled."""
+    root = shutil.copytree(toy_index.parent, tmp_path / "big")
+    rng = np.random.default_rng(0)
+    for png in sorted(root.rglob("*.png")):  # 32-px crops with detail finer than 16 px
+        image = cv2.resize(cv2.imread(str(png)), (2 * SIZE, 2 * SIZE))
+        noise = rng.normal(0, 30, image.shape)
+        cv2.imwrite(str(png), np.clip(image + noise, 0, 255).astype(np.uint8))
+    index_path = root / "index.csv"
+    path = make_teacher(tmp_path / "t32.pt", index_path, size=2 * SIZE)
+    config = recipe(
+        path, "[{kind: kd}]", "data.augment.resized_crop=[1.0,1.0]", "distill.cache=true"
+    )
+    objective = objective_for(config, index_path)
+    index = read_crop_index(index_path)
+    objective.prepare(CropDataset(index, "train", SIZE), torch.device("cpu"))
+    net = objective.teachers[0]
+    full = torch.stack([x[0] for x in CropDataset(index, "train", 2 * SIZE)])
+    small = torch.stack([x[0] for x in CropDataset(index, "train", SIZE)])
+    rows = torch.arange(len(full))
+    for view, images in enumerate((full, full.flip(3))):
+        batch = Batch(small, torch.zeros(len(rows)), rows, torch.full_like(rows, view))
+        (targets,) = objective._teacher_outputs(batch)
+        torch.testing.assert_close(targets["logits"], net.module(images), rtol=1e-4, atol=1e-5)
+    upsampled = net.outputs(small)["logits"]  # what an uncached run's teacher sees
+    assert not torch.allclose(upsampled, net.module(full), atol=1e-3)
 
 
 def test_distilled_run_resumes_bit_for_bit(

@@ -225,19 +225,27 @@ class Distilled(Objective):
     def prepare(self, train_set: CropDataset, device: torch.device) -> None:
         """With ``cache: true``, run every teacher once on each crop and its mirror image.
 
+        Each teacher sees the stored crop read at its own input size, as in its own
+        training, not the student's input resized: a teacher trained at the crops' full
+        size keeps the detail a smaller student input loses. (Uncached, a teacher can
+        only resize the student's view, so the two agree only when the sizes do.)
         Outputs and tapped features are kept (on the training device) for the whole run:
         about 2 x crops x feature size floats, small for face crops and final maps.
         """
         if not self.spec.cache:
             return
-        plain = CropDataset(train_set.index, train_set.split, train_set.input_size)
+        plain = {
+            size: CropDataset(train_set.index, train_set.split, size)
+            for size in {t.input_size for t in self.teachers}
+        }
         parts: dict[str, list[Tensor]] = {}
         # A plain loop, not a DataLoader: iterating one draws from the global RNG, and
         # a cached run must consume random numbers exactly as an uncached one does.
-        for start in range(0, len(plain), 64):
-            rows = range(start, min(start + 64, len(plain)))
-            images = torch.stack([plain[i][0] for i in rows]).to(device)
-            for view, batch in enumerate((images, images.flip(3))):
+        for start in range(0, len(train_set), 64):
+            rows = range(start, min(start + 64, len(train_set)))
+            sized = {s: torch.stack([d[i][0] for i in rows]).to(device) for s, d in plain.items()}
+            mirrored = {s: images.flip(3) for s, images in sized.items()}
+            for view, batch in enumerate((sized, mirrored)):
                 for k, outputs in enumerate(self._run_teachers(batch)):
                     for key, value in outputs.items():
                         parts.setdefault(f"{k}:{key}:{view}", []).append(value.cpu())
@@ -248,9 +256,16 @@ class Distilled(Objective):
             for key in keys
         }
 
-    def _run_teachers(self, images: Tensor) -> list[dict[str, Tensor]]:
-        """Every teacher's outputs; the first one's also hold ``feature:<term>`` taps."""
-        outputs = [t.outputs(images) for t in self.teachers]
+    def _run_teachers(self, images: Tensor | dict[int, Tensor]) -> list[dict[str, Tensor]]:
+        """Every teacher's outputs; the first one's also hold ``feature:<term>`` taps.
+
+        ``images``: one batch for all teachers (each resizes it to its input size), or
+        the same crops read at each teacher's input size, keyed by that size.
+        """
+        outputs = [
+            t.outputs(images[t.input_size] if isinstance(images, dict) else images)
+            for t in self.teachers
+        ]
         if self.teacher_taps is not None:
             for name, term in zip(self.names, self.terms, strict=True):
                 if term.kind in FEATURE_KINDS:
