@@ -151,10 +151,11 @@ def table(
                 f"dev chose `{chosen}` for `*_devbest`.",
             ]
         if full is not None and any(m.endswith("_full") for m in methods):
+            size = [o for o in full["overrides"] if o.startswith("data.input_size=")][-1]
             lines += [
                 "",
                 f"The `*_full` students' teacher `{full_teacher}` (the lodo recipe at "
-                f"`{full['overrides'][-1]}`): dev ACER {100 * full['dev']['acer']:.1f} %, "
+                f"`{size}`): dev ACER {100 * full['dev']['acer']:.1f} %, "
                 f"test ACER {100 * full['test']['acer']:.1f} %, AUC {full['test']['auc']:.3f}, "
                 f"{full['train_seconds'] / 60:.1f} min.",
             ]
