@@ -77,10 +77,9 @@ ENSEMBLE = {
     "teacher_seed1": ("teacher_resnet18_xdomain", ["train.seed=1"]),
     "teacher_r34": ("teacher_resnet18_xdomain", ["model.name=resnet34"]),
 }
-EXTRA_TEACHERS = {
-    **ENSEMBLE,
-    FULL_SIZE_TEACHER: ("teacher_resnet18_xdomain", [f"data.input_size={CROP_SIZE}"]),
-}
+# Every teacher beside "teacher": name -> (recipe, or None for the protocol's teacher
+# recipe, overrides beyond the teacher budget).
+EXTRA_TEACHERS = {**ENSEMBLE, FULL_SIZE_TEACHER: (None, [f"data.input_size={CROP_SIZE}"])}
 
 
 @dataclass
@@ -158,7 +157,8 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
         # An unseen domain needs a teacher that cannot key on its source domains'
         # photometry; within the domains colour and blur are attack cues (see the recipes).
         recipe = budget.lodo_teacher if job.protocol.startswith("lodo") else "teacher_resnet18"
-        recipe, extra = EXTRA_TEACHERS.get(job.method, (recipe, []))
+        own, extra = EXTRA_TEACHERS.get(job.method, (None, []))
+        recipe = own or recipe
         return RECIPES / f"{recipe}.yaml", [
             f"data.input_size={budget.input_size}",
             "data.workers=1",
