@@ -1,7 +1,8 @@
 """SynthSpoof: a procedural face anti-spoofing benchmark that needs no download."""
 
 from fasdistill.data.synth.domains import DOMAINS, SPECIES
-from fasdistill.data.synth.generator import SynthConfig, generate, iter_samples, plan, render_sample
+from fasdistill.data.synth.generator import SynthConfig, generate, iter_samples, plan
+from fasdistill.data.synth.render import render_sample
 
 
 def __getattr__(name: str) -> object:

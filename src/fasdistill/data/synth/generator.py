@@ -1,4 +1,4 @@
-"""SynthSpoof generation: plan, render, write, resume.
+"""SynthSpoof generation: plan, write, resume (each sample is rendered in render.py).
 
 On-disk layout (documented in docs/synthspoof.md)::
 
@@ -23,24 +23,16 @@ import multiprocessing as mp
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fasdistill import __version__
-from fasdistill.data.synth.camera import SUPERSAMPLE
-from fasdistill.data.synth.domains import (
-    DISPLAYS,
-    DOMAINS,
-    PRINT_MEDIA,
-    SOURCE_CAMERA,
-    SPECIES,
-    Domain,
-)
-from fasdistill.data.synth.faces import Identity, Light, Shot, render_face
-from fasdistill.data.synth.media import Box, print_attack, replay_attack, room_background
+from fasdistill.data.synth.domains import DOMAINS, SPECIES
+from fasdistill.data.synth.media import Box
+from fasdistill.data.synth.render import choose_instrument, render_sample
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from fasdistill.utils.workers import default_workers
@@ -181,150 +173,6 @@ def plan(config: SynthConfig) -> list[SampleSpec]:
                         )
                     )
     return specs
-
-
-def identity_for(config: SynthConfig, domain_index: int, subject_index: int) -> Identity:
-    return Identity.sample(
-        np.random.default_rng([config.seed, domain_index, subject_index, 104729])
-    )
-
-
-# ---------------------------------------------------------------------------- rendering
-
-
-def _upsample(radiance: np.ndarray) -> np.ndarray:
-    size = radiance.shape[0] * SUPERSAMPLE
-    return cv2.resize(radiance, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
-def _scaled(box: Box, factor: float) -> Box:
-    return box[0] * factor, box[1] * factor, box[2] * factor, box[3] * factor
-
-
-def _head_motion(shot: Shot, t: float, phase: float, amplitude: float, blink: float | None) -> Shot:
-    """A frame of a short clip: the head sways a little, eyes may blink."""
-    angle = 2 * np.pi * t + phase
-    eye_open = 0.1 if blink is not None and abs(t - blink) < 0.07 else 1.0
-    return replace(
-        shot,
-        yaw=shot.yaw + amplitude * float(np.sin(angle)),
-        pitch=shot.pitch + 0.4 * amplitude * float(np.sin(2 * angle)),
-        centre=(shot.centre[0] + 0.01 * float(np.sin(angle)), shot.centre[1]),
-        eye_open=eye_open,
-    )
-
-
-def _clip_shots(shot: Shot, frames: int, rng: np.random.Generator, rigid: bool) -> list[Shot]:
-    if frames == 1:
-        return [shot]
-    phase = float(rng.uniform(0, 2 * np.pi))
-    amplitude = float(rng.uniform(0.04, 0.1))
-    blink = None if rigid or rng.random() < 0.4 else float(rng.uniform(0.2, 0.8))
-    return [_head_motion(shot, f / frames, phase, amplitude, blink) for f in range(frames)]
-
-
-def _hand_motion(frames: int, rng: np.random.Generator) -> list[tuple[float, float, float]]:
-    """Small drift and tremor of a hand-held sheet or screen."""
-    start = rng.uniform(-0.03, 0.03, 2)
-    steps = rng.normal(0, 0.004, (frames, 3)) * np.array([1, 1, 0.5])
-    path = np.cumsum(steps, axis=0)
-    angle0 = rng.uniform(-0.08, 0.08)
-    return [(float(start[0] + p[0]), float(start[1] + p[1]), float(angle0 + p[2])) for p in path]
-
-
-def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarray], list[Box]]:
-    """Render one sample's frames (8-bit RGB) and its face box per frame."""
-    domain: Domain = DOMAINS[spec.domain]
-    rng = np.random.default_rng(list(spec.seed_words))
-    identity = identity_for(config, spec.domain_index, spec.subject_index)
-    size = config.size
-    strength = config.strength
-    light = Light.sample(
-        rng, domain.colour_temperature * rng.uniform(0.9, 1.1), domain.light_intensity
-    )
-    light_rgb = np.asarray(light.colour, np.float32) * light.intensity
-    frames: list[np.ndarray] = []
-    boxes: list[Box] = []
-    cls = spec.pai or "bonafide"
-
-    if cls in ("bonafide", "mask"):
-        shot = Shot.sample(rng, light)
-        rigid = cls == "mask"
-        if rigid:  # a rigid mask holds one neutral expression
-            shot = replace(shot, smile=0.0, mouth_open=0.0, brow_raise=0.0)
-            paint = np.asarray(identity.skin) * (1 - 0.3 * strength) + 0.3 * strength * np.array(
-                [0.75, 0.62, 0.55]
-            )
-            identity = replace(identity, skin=tuple(float(c) for c in paint), beard=0.0)
-        for f_shot in _clip_shots(shot, config.frames, rng, rigid):
-            texture = 1.0 - 0.85 * strength if rigid else 1.0
-            sheen = 0.45 * strength if rigid else 0.0
-            radiance, box = render_face(identity, f_shot, size, texture=texture, rigid_sheen=sheen)
-            frames.append(domain.camera.capture(_upsample(radiance), rng))
-            boxes.append(box)
-        return frames, boxes
-
-    # Attacks on the victim: the attacker's own capture first, under their light.
-    source_rng = np.random.default_rng([*spec.seed_words, 1])
-    source_light = Light.sample(source_rng, float(source_rng.uniform(4000, 6500)), 1.0)
-    source_shot = Shot.sample(source_rng, source_light)
-    # A harder attack starts from a sharper source: the attacker's photo or video has
-    # 1x (difficulty 0) to 2x (difficulty 1) the output resolution, so recapture blur,
-    # like every other trace, fades as difficulty grows.
-    source_size = 2 * round(size * (1.0 + config.difficulty) / 2)
-    background = room_background(size * SUPERSAMPLE, light_rgb, rng)
-    motions = _hand_motion(config.frames, rng)
-    medium_seed = int(rng.integers(2**31))
-    if cls == "print":
-        medium = PRINT_MEDIA[choose_instrument(spec)]
-        radiance, src_box = render_face(identity, source_shot, source_size)
-        photo = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
-        bend = float(rng.uniform(0.3, 1.0))
-        show_edge = bool(rng.random() < 0.35 * strength + 0.05)
-        for motion in motions:
-            scene, box = print_attack(
-                photo,
-                src_box,
-                medium,
-                background,
-                light_rgb,
-                strength,
-                motion,
-                np.random.default_rng(medium_seed),
-                bend,
-                show_edge,
-            )
-            frames.append(domain.camera.capture(scene, rng))
-            boxes.append(_scaled(box, 1 / SUPERSAMPLE))
-        return frames, boxes
-
-    display = DISPLAYS[choose_instrument(spec)]
-    glare = (
-        float(rng.uniform(0.1, 0.9)),
-        float(rng.uniform(0.1, 0.9)),
-        float(rng.uniform(0.08, 0.25)),
-    )
-    show_bezel = bool(rng.random() < 0.35 * strength + 0.05)
-    for f_shot, motion in zip(
-        _clip_shots(source_shot, config.frames, source_rng, False), motions, strict=True
-    ):
-        radiance, src_box = render_face(identity, f_shot, source_size)
-        video_frame = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
-        scene, box = replay_attack(
-            video_frame,
-            src_box,
-            display,
-            background,
-            light_rgb,
-            strength,
-            motion,
-            np.random.default_rng(medium_seed),
-            glare,
-            show_bezel,
-        )
-        frames.append(domain.camera.capture(scene, rng))
-        boxes.append(_scaled(box, 1 / SUPERSAMPLE))
-    return frames, boxes
 
 
 # ---------------------------------------------------------------------------- writing
@@ -482,15 +330,6 @@ def _counts(specs: list[SampleSpec]) -> dict[str, dict[str, int]]:
 def _read_boxes(path: Path) -> list[Box]:
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     return [(float(r["x"]), float(r["y"]), float(r["w"]), float(r["h"])) for r in rows]
-
-
-def choose_instrument(spec: SampleSpec) -> str:
-    """The print medium or display of an attack sample, from its own stream (re-derivable)."""
-    if spec.pai not in ("print", "replay"):
-        return spec.pai
-    domain = DOMAINS[spec.domain]
-    options = domain.print_media if spec.pai == "print" else domain.displays
-    return options[int(np.random.default_rng([*spec.seed_words, 2]).integers(len(options)))]
 
 
 def _write_index(root: Path, config: SynthConfig, specs: list[SampleSpec]) -> Path:

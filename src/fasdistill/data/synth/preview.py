@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fasdistill.data.synth.generator import SynthConfig, choose_instrument, plan, render_sample
+from fasdistill.data.synth.generator import SynthConfig, plan
+from fasdistill.data.synth.render import choose_instrument, render_sample
 from fasdistill.utils.atomic import atomic_write_bytes
 
 
