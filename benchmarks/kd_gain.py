@@ -10,8 +10,7 @@ and writes a table of dev ACER, test ACER / HTER / AUC (mean ± std over seeds),
 retention (1 - ACER_student) / (1 - ACER_teacher), the per-seed gain over the student
 trained alone and the training time per run. On lodo protocols the students named in
 DR_METHODS (asked for with --methods) also see the teacher's domain randomisation;
-the ``*_full`` ones learn from that teacher recipe trained on the full-size crops,
-the ``*_ema`` ones are selected and kept as a moving average of their weights.
+the ``*_full`` ones learn from that teacher recipe trained on the full-size crops.
 
 Everything is resumable: a finished run keeps its ``result.json`` and is not run
 again; an interrupted one continues from its ``last.pt``.
@@ -56,13 +55,7 @@ DR_METHODS = {
     "multi_teacher_dr_clean": ("multi_teacher", "clean"),
     "kd_dr_clean_full": ("kd", "clean"),
     "pixel_dr_clean_full": ("pixel", "clean"),
-    "scratch_dr_ema": ("scratch", None),
-    "kd_dr_clean_ema": ("kd", "clean"),
-    "pixel_dr_clean_ema": ("pixel", "clean"),
 }
-# A "*_ema" student is scored on dev, and kept, as the exponential moving average of
-# its weights (train.ema), with this decay: a window of about 100 of its 405 steps.
-EMA_DECAY = 0.99
 # The lodo teacher recipe with seeds 0 and 1. A "*_devbest" student learns from the
 # one with the lower dev ACER (then the higher dev AUC; dev only, never test), a DR
 # multi_teacher student from both.
@@ -189,8 +182,6 @@ def run_overrides(job: Job, budget: Budget, teachers: list[Path]) -> tuple[Path,
     method, view = DR_METHODS.get(job.method, (job.method, None))
     if job.method in DR_METHODS:
         students += domain_randomisation(budget)
-    if job.method.endswith("_ema"):
-        students.append(f"train.ema={EMA_DECAY}")
     if method == "scratch":
         return RECIPES / "student_swapnet.yaml", students
     listed = ",".join(str(t) for t in teachers)

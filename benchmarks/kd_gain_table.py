@@ -61,11 +61,9 @@ def paired_gain(
     """Test ACER of the scratch student minus this one's, seed by seed: mean ± std, wins.
 
     A DR student is paired with ``scratch_dr`` (the same augmentation), others
-    with ``scratch``, a ``*_ema`` student with the weight-averaged one of those; a seed
-    fixes initialisation and batch order in both runs.
+    with ``scratch``; a seed fixes initialisation and batch order in both runs.
     """
     baseline = "scratch_dr" if method in dr_methods else "scratch"
-    baseline += "_ema" if method.endswith("_ema") else ""
     if method == baseline:
         return "-"
     gains = []

@@ -91,9 +91,6 @@ class TrainConfig(_Section):
     early_stop: int | None = Field(None, ge=1)  # epochs without dev improvement
     aux_weights: AuxWeights = Field(default_factory=AuxWeights)
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)
-    # Exponential moving average of the weights (and BatchNorm statistics), updated after
-    # every optimiser step; dev scores it and best.pt holds it (None: the raw weights).
-    ema: float | None = Field(None, ge=0.0, lt=1.0)
     log_every: int = Field(10, ge=1)  # steps between JSONL step records
     # A budget that means the same on any dataset size: epochs are raised until the
     # run makes at least this many optimiser steps (None: exactly ``epochs``).

@@ -2,8 +2,7 @@
 
 ``train()`` fits a model on the ``train`` crops of a prepared index, scores the
 ``dev`` crops after every epoch, fixes the threshold on dev (EER) and keeps the
-checkpoint with the best dev ACER (or EER). The test split is never read. With
-``train.ema`` it scores and keeps an exponential moving average of the weights instead.
+checkpoint with the best dev ACER (or EER). The test split is never read.
 
 Runs on one process, or on several under ``torchrun`` (DDP; NCCL on GPU, gloo on
 CPU). ``data.batch_size`` is the *global* batch, split evenly over processes, so
@@ -20,12 +19,11 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fasdistill.config import RunConfig
@@ -206,13 +204,6 @@ def _fit(
     )
     amp_dtype = _amp_dtype(config.train.amp, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    # The weight average is rank-local (DDP keeps the weights equal on every rank).
-    ema = (
-        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema), use_buffers=True)
-        if config.train.ema is not None
-        else None
-    )
-    selected = model if ema is None else cast(FASModel, ema.module)  # what dev scores
     net: nn.Module = objective.module
     if info.distributed:
         net = DistributedDataParallel(
@@ -227,8 +218,6 @@ def _fit(
         state = load_checkpoint(last_path)
         model.load_state_dict(state["model"])
         objective.load_state_dict(state.get("objective", {}))
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -284,7 +273,6 @@ def _fit(
                     device,
                     epochs,
                     steps_per_epoch,
-                    ema,
                 ),
                 loader,
                 epoch,
@@ -301,7 +289,7 @@ def _fit(
             record: dict[str, Any] = {}
             if info.is_main:
                 dev = dev_metrics(
-                    score_split(selected, dev_set, device, per_rank_batch * 2, config.data.workers),
+                    score_split(model, dev_set, device, per_rank_batch * 2, config.data.workers),
                     config.data.level,
                 )
                 improved = dev[metric_name] < best["metric"]
@@ -313,12 +301,7 @@ def _fit(
                         "dev": dev,
                     }
                     save_deployable(
-                        run_dir / "checkpoints" / "best.pt",
-                        selected,
-                        config,
-                        index,
-                        input_size,
-                        best,
+                        run_dir / "checkpoints" / "best.pt", model, config, index, input_size, best
                     )
                 record = {
                     "train_loss": sum(terms.values()),
@@ -342,7 +325,6 @@ def _fit(
                         "version": CHECKPOINT_VERSION,
                         "model": model.state_dict(),
                         "objective": objective.state_dict(),
-                        **({} if ema is None else {"ema": ema.state_dict()}),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "scaler": scaler.state_dict(),
@@ -380,7 +362,6 @@ class _Step:
     device: torch.device
     epochs: int
     steps_per_epoch: int
-    ema: AveragedModel | None
 
 
 def _train_epoch(
@@ -441,8 +422,6 @@ def _train_epoch(
         step.scaler.step(step.optimizer)
         step.scaler.update()
         step.scheduler.step()
-        if step.ema is not None:
-            step.ema.update_parameters(step.objective.model)
         global_step += 1
         seen += int(global_batch)
         for name, total in zip(terms, term_totals, strict=True):
