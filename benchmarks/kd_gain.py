@@ -92,6 +92,7 @@ class Budget:
     subjects: int = 60  # SynthSpoof subjects per domain
     lodo_teacher: str = "teacher_resnet18_xdomain"  # the teacher recipe on lodo protocols
     teacher_patience: str = "recipe"  # teachers' early stopping: the recipe's, "none" or epochs
+    difficulty: float = 0.5  # SynthSpoof's attack-trace difficulty (0.5: its default)
 
 
 @dataclass
@@ -107,12 +108,13 @@ class Job:
 
 
 def prepare_data(out: Path, protocols: list[str], budget: Budget) -> dict[str, Path]:
-    """SynthSpoof at the default difficulty, and crops per protocol (both resumable)."""
+    """SynthSpoof at the budget's difficulty, and crops per protocol (both resumable)."""
     from fasdistill.data.prepare import PrepareConfig, prepare
     from fasdistill.data.synth import SynthConfig, generate
 
     synth = out / "synth"
-    generate(synth, SynthConfig(subjects=budget.subjects, size=128), workers=os.cpu_count())
+    config = SynthConfig(subjects=budget.subjects, size=128, difficulty=budget.difficulty)
+    generate(synth, config, workers=os.cpu_count())
     indexes = {}
     for protocol in protocols:
         crops = out / f"crops_{protocol}"
@@ -364,6 +366,9 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=Budget.student_steps)
     parser.add_argument("--subjects", type=int, default=Budget.subjects, help="per domain")
     parser.add_argument(
+        "--difficulty", type=float, default=Budget.difficulty, help="SynthSpoof's, 0..1"
+    )
+    parser.add_argument(
         "--lodo-teacher",
         choices=["teacher_resnet18_xdomain", "teacher_resnet18"],
         default=Budget.lodo_teacher,
@@ -385,12 +390,13 @@ def main() -> None:
     if args.teacher_patience not in ("recipe", "none") and not args.teacher_patience.isdigit():
         parser.error(f"--teacher-patience: 'recipe', 'none' or N, got {args.teacher_patience!r}")
     budget = Budget(
-        args.input_size,
-        args.teacher_steps,
-        args.student_steps,
-        args.subjects,
-        args.lodo_teacher,
-        args.teacher_patience,
+        input_size=args.input_size,
+        teacher_steps=args.teacher_steps,
+        student_steps=args.student_steps,
+        subjects=args.subjects,
+        lodo_teacher=args.lodo_teacher,
+        teacher_patience=args.teacher_patience,
+        difficulty=args.difficulty,
     )
     if args.quick:  # a shorter teacher, which dominates the time; one run at a time on all cores
         protocols, methods, seeds = ["intra"], ["scratch", "kd"], [0]
