@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
-import statistics
 from pathlib import Path
+
+from kd_gain_table import _mean_std
 
 
 def doubled_dev_index(out: Path, protocol: str) -> Path:
@@ -39,17 +41,13 @@ def doubled_dev_index(out: Path, protocol: str) -> Path:
                 row["crop_path"] = str((root / row["crop_path"]).resolve())
                 row["split"] = "dev" if extra else row["split"]
                 rows.append(row)
-    path = out / f"crops_{protocol}_dev2" / "index.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    from fasdistill.utils.atomic import atomic_write_text
 
-
-def _fmt(values: list[float]) -> str:
-    return f"{100 * statistics.fmean(values):.1f} ± {100 * statistics.stdev(values):.1f}"
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(out / f"crops_{protocol}_dev2" / "index.csv", text.getvalue())
 
 
 def main() -> None:
@@ -89,8 +87,8 @@ def main() -> None:
     for method, values in acer.items():
         gain = "-"
         if base is not None and method != "scratch_dr":
-            gain = _fmt([b - v for b, v in zip(base["dev2"], values["dev2"], strict=True)])
-        print(f"| {method} | {_fmt(values['dev'])} | {_fmt(values['dev2'])} | {gain} |")
+            gain = _mean_std([b - v for b, v in zip(base["dev2"], values["dev2"], strict=True)])
+        print(f"| {method} | {_mean_std(values['dev'])} | {_mean_std(values['dev2'])} | {gain} |")
 
 
 if __name__ == "__main__":
