@@ -34,10 +34,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from fasdistill.config import BUILTIN_RECIPES
 from kd_gain_table import dev_best, table
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
+RECIPES = BUILTIN_RECIPES  # the recipes that ship inside the package
 OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
 FEATURE_METHODS = ("fitnet", "at")
 ENSEMBLE_METHODS = ("multi_teacher",)  # lodo protocols only: needs the teachers below
@@ -272,7 +272,7 @@ def summarise(
         "job": job.name,
         "method": job.method,
         "seed": job.seed,
-        "recipe": str(recipe.relative_to(REPO)),
+        "recipe": recipe.stem,  # the name `--recipe` takes (older results: recipes/<name>.yaml)
         "overrides": overrides,
         "epochs": state["epoch"],
         "steps": state["global_step"],
@@ -351,15 +351,68 @@ def execute(
     return done
 
 
+RESULT_KEYS = ("budget", "protocols", "methods", "seeds", "results")
+
+
+def read_results_file(path: Path) -> dict[str, Any]:
+    """A ``kd_gain.json`` (ours or a committed one), checked: it names what it holds."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: results file not found") from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a readable kd_gain results file ({exc})") from None
+    missing = [k for k in RESULT_KEYS if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise SystemExit(f"{path}: not a kd_gain results file (no {', '.join(missing)})")
+    return data
+
+
+def finished_runs(out: Path, jobs: list[Job]) -> dict[str, dict[str, Any]]:
+    """The ``result.json`` of every planned job that finished in ``out``."""
+    return {
+        job.name: json.loads((out / job.name / "result.json").read_text())
+        for job in jobs
+        if (out / job.name / "result.json").exists()
+    }
+
+
+def merge_results(
+    path: Path, payload: dict[str, Any], replace: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """``payload`` merged with the results already in ``path``: a file never loses runs.
+
+    Runs in ``payload`` win over the stored ones; the stored runs it lacks are kept,
+    and protocols, methods and seeds become the union, so the file still tabulates
+    everything it holds. ``replace`` writes ``payload`` alone (asked for by name).
+    Returns the content to write and the job names only the stored file had.
+    """
+    if not path.exists() or replace:
+        return payload, []
+    stored = read_results_file(path)
+    if stored["budget"] != payload["budget"]:
+        raise SystemExit(
+            f"{path} holds runs of another budget ({stored['budget']}, now "
+            f"{payload['budget']}); use another --out"
+        )
+    kept = sorted(set(stored["results"]) - set(payload["results"]))
+    merged = dict(payload)
+    merged["results"] = {k: stored["results"][k] for k in kept} | payload["results"]
+    for key in ("protocols", "methods"):
+        merged[key] = [*stored[key], *(v for v in payload[key] if v not in stored[key])]
+    merged["seeds"] = sorted(set(stored["seeds"]) | set(payload["seeds"]))
+    return merged, kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/kd_gain"))
     parser.add_argument("--quick", action="store_true", help="intra, scratch + KD, 1 seed")
-    parser.add_argument("--protocols", default="intra,lodo_phone")
+    parser.add_argument("--protocols", help="default: intra,lodo_phone (or a --results file's)")
     parser.add_argument(  # the DR students are asked for by name (see DR_METHODS)
-        "--methods", default=",".join(m for m in ALL_METHODS if m not in DR_METHODS)
+        "--methods", help="default: every method but the DR students (or a --results file's)"
     )
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", help="default: 0,1,2 (or a --results file's)")
     parser.add_argument("--parallel", type=int, default=2, help="runs at a time (1 thread each)")
     parser.add_argument("--input-size", type=int, default=Budget.input_size)
     parser.add_argument("--teacher-steps", type=int, default=Budget.teacher_steps)
@@ -381,14 +434,38 @@ def main() -> None:
         "(its early_stop), 'none' (train the whole budget, keep the dev-best epoch) or N",
     )
     parser.add_argument(
-        "--table-only", action="store_true", help="only tabulate the runs finished in --out"
+        "--table-only",
+        action="store_true",
+        help="train nothing: tabulate the runs finished in --out (and its kd_gain.json), or "
+        "the --results files",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        nargs="+",
+        help="with --table-only: results files to tabulate, one table each (e.g. the committed "
+        "benchmarks/results/kd_gain*.json); they are read, never written",
+    )
+    parser.add_argument(
+        "--replace-results",
+        action="store_true",
+        help="write OUT/kd_gain.json with this invocation's runs only, even if it held more "
+        "(default: merge, so a results file never loses runs)",
     )
     args = parser.parse_args()
-    protocols = args.protocols.split(",")
-    methods = args.methods.split(",")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.results and not args.table_only:
+        parser.error("--results is read by --table-only only")
     if args.teacher_patience not in ("recipe", "none") and not args.teacher_patience.isdigit():
         parser.error(f"--teacher-patience: 'recipe', 'none' or N, got {args.teacher_patience!r}")
+    if args.results:
+        for path in args.results:
+            tabulate_file(path, args)
+        return
+    protocols = (args.protocols or "intra,lodo_phone").split(",")
+    methods = (
+        args.methods.split(",") if args.methods else [m for m in ALL_METHODS if m not in DR_METHODS]
+    )
+    seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
     budget = Budget(
         input_size=args.input_size,
         teacher_steps=args.teacher_steps,
@@ -406,38 +483,78 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
     start = time.perf_counter()
+    jobs = plan(protocols, methods, seeds)
+    results_path = args.out / "kd_gain.json"
     if args.table_only:
-        results = {
-            job.name: json.loads((args.out / job.name / "result.json").read_text())
-            for job in plan(protocols, methods, seeds)
-            if (args.out / job.name / "result.json").exists()
-        }
+        stored = read_results_file(results_path)["results"] if results_path.exists() else {}
+        planned = {job.name for job in jobs}
+        results = {k: v for k, v in stored.items() if k in planned}
+        results |= finished_runs(args.out, jobs)
+        if not results:
+            raise SystemExit(
+                f"{args.out}: no finished runs of this plan (no result.json, no kd_gain.json "
+                "entries); nothing to tabulate. Committed results: --results FILE"
+            )
     else:
         indexes = prepare_data(args.out, protocols, budget)
-        jobs = plan(protocols, methods, seeds)
         results = execute(jobs, args.out, indexes, budget, args.parallel)
     markdown = table(
-        results, protocols, methods, ENSEMBLE, LODO_SEEDS, DR_METHODS, FULL_SIZE_TEACHER
+        results,
+        protocols,
+        methods,
+        ENSEMBLE,
+        LODO_SEEDS,
+        DR_METHODS,
+        FULL_SIZE_TEACHER,
+        budget.difficulty,
     )
     from fasdistill.engine.provenance import git_commit, versions
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 
-    atomic_write_json(
-        args.out / "kd_gain.json",
-        {
-            "budget": vars(budget),
-            "protocols": protocols,
-            "methods": methods,
-            "seeds": seeds,
-            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "results": results,
-        },
-    )
+    payload = {
+        "budget": vars(budget),
+        "protocols": protocols,
+        "methods": methods,
+        "seeds": seeds,
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "results": results,
+    }
+    merged, kept = merge_results(results_path, payload, args.replace_results)
+    atomic_write_json(results_path, merged)
     atomic_write_text(args.out / "kd_gain.md", markdown + "\n")
     print(markdown)
+    if kept:
+        print(f"{results_path}: kept {len(kept)} earlier runs outside this plan")
     print(f"total {math.ceil((time.perf_counter() - start) / 60)} min; wrote {args.out}/kd_gain.md")
+
+
+def tabulate_file(path: Path, args: argparse.Namespace) -> None:
+    """Print the table of a results file: its protocols, methods and seeds unless narrowed."""
+    data = read_results_file(path)
+    protocols = args.protocols.split(",") if args.protocols else data["protocols"]
+    methods = args.methods.split(",") if args.methods else data["methods"]
+    seeds = {int(s) for s in args.seeds.split(",")} if args.seeds else set(data["seeds"])
+    results = {
+        k: r
+        for k, r in data["results"].items()
+        if k.split("/")[0] in protocols and (k.count("/") == 1 or r["seed"] in seeds)
+    }
+    print(f"<!-- python benchmarks/kd_gain.py --table-only --results {path} -->")
+    difficulty = data["budget"].get("difficulty")
+    print(
+        table(
+            results,
+            protocols,
+            methods,
+            ENSEMBLE,
+            LODO_SEEDS,
+            DR_METHODS,
+            FULL_SIZE_TEACHER,
+            difficulty,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -86,28 +86,38 @@ def table(
     lodo_seeds: Collection[str],
     dr_methods: Collection[str],
     full_teacher: str,
+    difficulty: float | None = None,
 ) -> str:
     """A Markdown table per protocol: teacher, scratch and each method.
 
     ``ensemble``: multi_teacher's other teachers; ``lodo_seeds``: the lodo teacher
     recipe's seeds (a ``*_devbest`` student chooses among them on dev, a DR
     multi_teacher student learns from all); ``dr_methods``: students paired with
-    scratch_dr; ``full_teacher``: the teacher of the ``*_full`` students.
+    scratch_dr; ``full_teacher``: the teacher of the ``*_full`` students;
+    ``difficulty``: SynthSpoof's, named in the title when not the default 0.5.
     """
     lines = []
+    # The seed teachers' line belongs to the students that choose among them or learn from all.
+    seeded = any(
+        m.endswith("_devbest") or (m in dr_methods and m.startswith("multi_teacher"))
+        for m in methods
+    )
+    title_suffix = "" if difficulty in (None, 0.5) else f", difficulty {difficulty:g}"
     for p in protocols:
         teacher = results.get(f"{p}/teacher")
         if teacher is None:
             continue
         t_acer = teacher["test"]["acer"]
         choice = {n: results[f"{p}/{n}"] for n in lodo_seeds if f"{p}/{n}" in results}
-        chosen = dev_best(choice) if len(choice) == len(lodo_seeds) else None
+        chosen = dev_best(choice) if len(choice) == len(lodo_seeds) and seeded else None
         full = results.get(f"{p}/{full_teacher}")
+        crops = teacher.get("test_set", {}).get("crops")
         lines += [
-            f"**{p}** (teacher: `{Path(teacher['recipe']).stem}`, test ACER {100 * t_acer:.1f} %, "
+            f"**{p}{title_suffix}** (teacher: `{Path(teacher['recipe']).stem}`, "
+            f"test ACER {100 * t_acer:.1f} %, "
             f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
-            f"{teacher['train_seconds'] / 60:.1f} min; "
-            f"test set: {teacher.get('test_set', {}).get('crops', '?')} crops)",
+            f"{teacher['train_seconds'] / 60:.1f} min"
+            + (f"; test set: {crops} crops)" if crops else ")"),
             "",
             "| student | seeds | dev ACER % | test ACER % | test HTER % | test AUC | retention % "
             "| ACER gain, paired (pts) | min / run |",
@@ -139,7 +149,7 @@ def table(
                 for n, r in members
             )
             lines += ["", f"multi_teacher's other teachers (test ACER / AUC): {listed}."]
-        if chosen is not None:  # the seed teachers ran: a student learns from them
+        if chosen is not None:  # a student chose among the seed teachers or learns from all
             listed = ", ".join(
                 f"`{n}` {100 * r['dev']['acer']:.1f} % / {100 * r['test']['acer']:.1f} % / "
                 f"{r['test']['auc']:.3f}"
