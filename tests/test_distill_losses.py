@@ -168,6 +168,47 @@ def test_multi_teacher_kd_adaptive_matches_reference_and_favours_correct_teacher
     assert loss_like_right < loss_like_wrong
 
 
+def camkd_reference(
+    s: torch.Tensor, teachers: list[torch.Tensor], y: torch.Tensor, temp: float
+) -> tuple[float, np.ndarray]:
+    """CA-MKD's logit term from the paper's formula, in float64 NumPy: weights
+    ``w_k,i = (1 - exp(CE_k,i) / sum_j exp(CE_j,i)) / (K - 1)`` and the loss
+    ``T^2 mean_i sum_k w_k,i KL(p_t^k,i || p_s,i)``."""
+    rows = np.arange(len(y))
+    ce = np.stack([-np.log(softmax(np64(z))[rows, y.numpy()]) for z in teachers])  # (K, N)
+    e = np.exp(ce)
+    w = (1.0 - e / e.sum(axis=0)) / (len(teachers) - 1)
+    ps = softmax(np64(s) / temp)
+    per = np.array([[kl(softmax(np64(z) / temp)[i], ps[i]) for i in rows] for z in teachers])
+    return temp**2 * float((w * per).sum(axis=0).mean()), w
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_multi_teacher_kd_adaptive_is_camkd_for_k_teachers(k: int) -> None:
+    s, y = logits(), labels()
+    teachers = [logits() for _ in range(k)]
+    expected, w = camkd_reference(s, teachers, y, 3.0)
+    loss = L.multi_teacher_kd(s, teachers, y, 3.0, adaptive=True)
+    assert_close(loss.item(), expected, **TOL)
+    weights = L.camkd_weights(teachers, y)
+    assert_close(np64(weights), w, **TOL)
+    assert_close(np64(weights.sum(dim=0)), np.ones(len(y)), **TOL)
+
+
+def test_camkd_weights_equal_softmax_of_minus_ce_only_for_two_teachers() -> None:
+    """The earlier weighting, softmax_k(-CE), is CA-MKD's for K = 2 and not beyond."""
+    y = labels(50)
+    ts = [logits(50) for _ in range(3)]
+    ce = torch.stack([torch.nn.functional.cross_entropy(t, y, reduction="none") for t in ts])
+    softmax_of_minus_ce = torch.softmax(-ce, dim=0)
+    torch.testing.assert_close(
+        L.camkd_weights(ts[:2], y), softmax_of_minus_ce[:2] / softmax_of_minus_ce[:2].sum(0)
+    )
+    ratio = L.camkd_weights(ts, y) / softmax_of_minus_ce
+    assert ratio.min() < 0.8 and ratio.max() > 1.2
+    assert L.camkd_weights(ts, y).max() <= 0.5 + 1e-6  # 1 / (K - 1): no teacher dominates
+
+
 @pytest.mark.parametrize(
     ("teachers", "weights", "message"),
     [

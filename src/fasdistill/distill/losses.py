@@ -131,6 +131,24 @@ def dist(
     return temperature**2 * (beta * inter + gamma * intra)
 
 
+def camkd_weights(teacher_logits: Sequence[Tensor], labels: Tensor) -> Tensor:
+    """CA-MKD's per-sample teacher weights, (K, N): ``(1 − softmax_k(CE_k,i)) / (K − 1)``.
+
+    ``CE_k,i`` is the cross-entropy of teacher k's logits (temperature 1) against
+    the label of sample i; a teacher that is more confident in the right class gets
+    more weight, and each sample's weights sum to 1. For K = 2 this equals
+    ``softmax_k(−CE_k,i)``; for K > 2 it does not (no teacher gets more than
+    1/(K − 1)). One teacher gets weight 1. No gradient flows through the weights.
+    """
+    ce = torch.stack(
+        [F.cross_entropy(t.float(), labels.long(), reduction="none") for t in teacher_logits]
+    ).detach()
+    k = ce.shape[0]
+    if k == 1:
+        return torch.ones_like(ce)
+    return (1.0 - F.softmax(ce, dim=0)) / (k - 1)
+
+
 def multi_teacher_kd(
     student_logits: Tensor,
     teacher_logits: Sequence[Tensor],
@@ -142,9 +160,10 @@ def multi_teacher_kd(
     """KD from several teachers, with fixed or per-sample confidence weights.
 
     Fixed (``adaptive=False``): ``sum_k w_k · kd_kl(z_s, z_t^k, T)``, ``w`` uniform by default
-    and normalised to sum 1. Adaptive: ``w_k,i = softmax_k(−CE(z_t^k[i], y_i))`` and
-    ``T² · mean_i sum_k w_k,i · KL_i(p_t^k || p_s)`` (Zhang, Chen & Wang, "Confidence-Aware
-    Multi-Teacher Knowledge Distillation", ICASSP 2022). The weights carry no gradient.
+    and normalised to sum 1. Adaptive: ``T² · mean_i sum_k w_k,i · KL_i(p_t^k || p_s)`` with
+    :func:`camkd_weights` (Zhang, Chen & Wang, "Confidence-Aware Multi-Teacher Knowledge
+    Distillation", ICASSP 2022: their weighting of the logit term; their code also divides
+    the loss by K, a constant factor left to the term's weight).
     """
     if len(teacher_logits) == 0:
         raise ValueError("multi_teacher_kd: teacher_logits is empty; pass at least one teacher")
@@ -160,10 +179,7 @@ def multi_teacher_kd(
     if adaptive:
         if weights is not None:
             raise ValueError("multi_teacher_kd: pass either weights or adaptive=True, not both")
-        ce = torch.stack(
-            [F.cross_entropy(t.float(), labels.long(), reduction="none") for t in teacher_logits]
-        )
-        w = F.softmax(-ce, dim=0).detach()  # (K, N), per sample over teachers
+        w = camkd_weights(teacher_logits, labels)
         return temperature**2 * (w * per_teacher).sum(dim=0).mean()
     if weights is None:
         weights = [1.0] * len(teacher_logits)
