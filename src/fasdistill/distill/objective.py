@@ -109,8 +109,9 @@ class Distilled(Objective):
         self.spec = config.distill
         self.terms = list(self.spec.terms)
         self.names = term_names(self.terms)
+        # Each teacher is probed on a dummy batch at the student's input size as it loads.
         self.teachers: list[Teacher] = [
-            load_teacher(t, f"distill.teacher[{i}]", index.classes, index.scale, device)
+            load_teacher(t, f"distill.teacher[{i}]", index.classes, index.scale, device, input_size)
             for i, t in enumerate(self.spec.teacher)
         ]
         self._check_terms(index.classes)

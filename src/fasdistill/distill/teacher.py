@@ -8,6 +8,13 @@ size (resized here) and, for ONNX models, its colour order and mean/std. What
 cannot be converted is refused before training: other classes, another crop
 scale, or (for our checkpoints) another normalisation.
 
+Every teacher is also run once, when it is loaded, on a small dummy batch at the
+student's input size (:func:`probe_batch`), and what it gives is checked against
+what its description says (input size, output kind, column count, ``classes``,
+``live_index``, probability range, map shape, finite values). A mistake is one
+:class:`InputError` line naming the field, raised before any run directory is
+written, instead of a traceback at the first training step.
+
 A teacher is frozen: ``requires_grad_(False)``, forward under ``no_grad`` and
 pinned to eval mode, which a generic ``.train()`` cannot flip (torchdistill never
 calls ``teacher.eval()``; a frozen BN flipped to train mode is a classic bug).
@@ -37,17 +44,10 @@ from fasdistill.utils.hashing import sha256_file
 from fasdistill.utils.ort import open_session
 
 BINARY = ("bonafide", "attack")
-ONNX_ONLY_FIELDS = (
-    "input_size",
-    "colour_order",
-    "mean",
-    "std",
-    "crop_scale",
-    "output",
-    "output_name",
-    "live_index",
-    "classes",
-)
+ONNX_ONLY_FIELDS = tuple(sorted(set(TeacherSpec.model_fields) - {"path", "bn_train"}))
+
+
+PROBE_BATCH = 2
 
 
 def resize_batch(images: Tensor, size: int) -> Tensor:
@@ -65,10 +65,29 @@ def binary_logits_from_probability(p: Tensor, eps: float = 1e-6) -> Tensor:
     return torch.stack([p.log(), (1.0 - p).log()], dim=1)
 
 
+def probe_batch(size: int, device: torch.device | None = None) -> Tensor:
+    """Two images at ``size`` normalised like the loader: mid-grey, and seeded noise.
+
+    The noise has its own generator, so loading a teacher draws nothing from the
+    global RNG and a run trains (and resumes) exactly as it would without the probe.
+    """
+    pixels = torch.rand(PROBE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+    pixels[0] = 0.5
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return ((pixels - mean) / std).to(device or torch.device("cpu"))
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Teacher(abc.ABC):
     """A frozen teacher's contract (see the module docstring)."""
 
     path: Path
+    where: str  # how errors name this teacher: a recipe key or a sidecar file
     kind: str  # "fasdistill" or "onnx"
     classes: tuple[str, ...]
     input_size: int
@@ -82,6 +101,30 @@ class Teacher(abc.ABC):
     @abc.abstractmethod
     def outputs(self, images: Tensor) -> dict[str, Tensor]:
         """Student-preprocessed images -> ``logits`` (and ``pixel`` when available)."""
+
+    def _check_outputs(self, out: dict[str, Tensor], n: int) -> None:
+        """What every teacher must give on the probe batch: (n, classes) logits, a
+        (n, 1, h, w) pixel map when it claims one, and only finite numbers."""
+        logits = out.get("logits")
+        if logits is None or tuple(logits.shape) != (n, len(self.classes)):
+            shape = None if logits is None else tuple(logits.shape)
+            raise InputError(
+                f"{self.where}: {self.path.name} gives logits of shape {shape} for {n} images; "
+                f"its classes {list(self.classes)} need ({n}, {len(self.classes)})"
+            )
+        pixel = out.get("pixel")
+        if self.has_pixel and (pixel is None or pixel.dim() != 4 or pixel.shape[:2] != (n, 1)):
+            shape = None if pixel is None else tuple(pixel.shape)
+            raise InputError(
+                f"{self.where}: {self.path.name} says it has a pixel map, and gives {shape} "
+                f"for {n} images instead of ({n}, 1, H, W)"
+            )
+        for key, value in out.items():
+            if not bool(torch.isfinite(value).all()):
+                raise InputError(
+                    f"{self.where}: {self.path.name} gives non-finite {key} (NaN or inf) on a "
+                    "test batch; the model file is broken"
+                )
 
     @functools.cached_property
     def sha256(self) -> str:
@@ -116,12 +159,24 @@ class _FrozenNet(nn.Module):
 
 
 class TorchTeacher(Teacher):
-    """A ``best.pt`` written by ``fasdistill train`` (its aux heads included, if saved)."""
+    """A ``best.pt`` written by ``fasdistill train`` (its aux heads included, if saved).
+
+    Constructing one runs it on :func:`probe_batch` at ``probe_size`` (default: its
+    own input size) and checks its logits and pixel map.
+    """
 
     kind = "fasdistill"
 
-    def __init__(self, path: Path, bn_train: bool, device: torch.device) -> None:
+    def __init__(
+        self,
+        path: Path,
+        bn_train: bool,
+        device: torch.device,
+        where: str | None = None,
+        probe_size: int | None = None,
+    ) -> None:
         self.path = path
+        self.where = where or str(path)
         state = load_deployable_state(path)
         meta = state["meta"]
         self.meta = meta
@@ -129,11 +184,26 @@ class TorchTeacher(Teacher):
         self.input_size = int(meta["input_size"])
         aux = tuple(meta.get("aux", ())) if "aux" in state else ()
         net = build_model(meta["model"], num_classes=len(self.classes), aux=aux)
-        net.deployable().load_state_dict(state["model"])
-        if aux:
-            net.aux.load_state_dict(state["aux"])
+        try:
+            net.deployable().load_state_dict(state["model"])
+            if aux:
+                net.aux.load_state_dict(state["aux"])
+        except RuntimeError as error:
+            raise InputError(
+                f"{self.where}: {path}'s weights do not fit a {meta['model']} with "
+                f"{len(self.classes)} classes {list(self.classes)} ({_one_line(error, 200)})"
+            ) from None
         self.has_pixel = "pixel" in aux
         self.frozen = _FrozenNet(net, bn_train).to(device)
+        batch = probe_batch(probe_size or self.input_size, device)
+        try:
+            out = self.outputs(batch)
+        except RuntimeError as error:
+            raise InputError(
+                f"{self.where}: {path.name} fails on a test batch of {PROBE_BATCH} images "
+                f"({_one_line(error)})"
+            ) from None
+        self._check_outputs(out, PROBE_BATCH)
 
     @property
     def module(self) -> nn.Module:
@@ -157,46 +227,57 @@ class OnnxTeacher(Teacher):
     live column at ``live_index``), a live ``probability`` (one column, or the
     ``live_index`` column), or a pixel/depth ``map`` whose mean is the live score.
     Probabilities and maps become two-class logits ``[log p, log(1 - p)]``.
+
+    Constructing one checks the model's input against ``input_size`` and runs it
+    once on :func:`probe_batch` at ``probe_size`` (default: its own input size):
+    every field the output contradicts is an :class:`InputError` that starts with
+    ``where`` (a recipe key such as ``distill.teacher[0]``, or a sidecar file) and
+    names the field. Any later ONNX Runtime failure is an :class:`InputError`
+    naming the model file.
     """
 
     kind = "onnx"
 
-    def __init__(self, spec: TeacherSpec, path: Path, data_classes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        spec: TeacherSpec,
+        path: Path,
+        data_classes: tuple[str, ...],
+        where: str | None = None,
+        probe_size: int | None = None,
+    ) -> None:
         self.path = path
         self.spec = spec
+        self.where = where or str(path)
         self.session = open_session(path)
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
-            raise InputError(f"{path}: expected one input, the model has {len(inputs)}")
-        self.input_name = inputs[0].name
-        shape = inputs[0].shape
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        static = [d for d in shape[2:] if isinstance(d, int)]
-        if spec.input_size is not None:
-            self.input_size = spec.input_size
-        elif len(static) == 2 and static[0] == static[1]:
-            self.input_size = int(static[0])
-        else:
             raise InputError(
-                f"{path}: the input size is not fixed in the model ({shape}); state input_size"
+                f"{self.where}: {path.name} has {len(inputs)} inputs; a teacher takes one "
+                "image batch"
             )
+        self.input_name = inputs[0].name
+        shape = self.input_shape = list(inputs[0].shape)
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise InputError(
+                f"{self.where}: {path.name} takes inputs of shape {shape}; a teacher takes "
+                "(N, 3, H, W) images"
+            )
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        if self.fixed_batch not in (None, 1):
+            raise InputError(
+                f"{self.where}: {path.name} takes a fixed batch of {self.fixed_batch}; export "
+                "it with a dynamic batch (or a batch of 1)"
+            )
+        self.input_size = self._input_size(shape)
         names = [o.name for o in self.session.get_outputs()]
         if spec.output_name is not None and spec.output_name not in names:
-            raise InputError(f"{path}: no output {spec.output_name!r}; the model has {names}")
+            raise InputError(
+                f"{self.where}: output_name: {path.name} has no output {spec.output_name!r}; "
+                f"its outputs are {names}"
+            )
         self.output_name = spec.output_name or names[0]
         self.has_pixel = spec.output == "map"
-        if spec.output == "logits" and spec.classes is not None:
-            if set(spec.classes) != set(data_classes) or len(spec.classes) != len(data_classes):
-                raise InputError(
-                    f"{path}: the teacher's classes {list(spec.classes)} differ from the data's "
-                    f"{list(data_classes)}; give the same names, or omit classes for a "
-                    "two-column live/attack output"
-                )
-            self.order = [spec.classes.index(c) for c in data_classes]
-            self.classes = tuple(data_classes)
-        else:
-            self.order = None
-            self.classes = BINARY
         mean = torch.tensor(MEAN).view(1, 3, 1, 1)
         std = torch.tensor(STD).view(1, 3, 1, 1)
         self._ours = (mean, std)
@@ -204,6 +285,119 @@ class OnnxTeacher(Teacher):
             torch.tensor(spec.mean).view(1, 3, 1, 1),
             torch.tensor(spec.std).view(1, 3, 1, 1),
         )
+        # The probe: run once, check the raw output against the description, then
+        # map class names to the data's, and check the converted outputs too.
+        batch = probe_batch(probe_size or self.input_size)
+        raw = self._run(self._preprocess(batch))
+        self._check_raw(raw, PROBE_BATCH)
+        if spec.output == "logits" and spec.classes is not None:
+            if sorted(spec.classes) != sorted(data_classes):
+                raise InputError(
+                    f"{self.where}: classes: {list(spec.classes)} differ from the data's "
+                    f"{list(data_classes)}; give the same names, or omit classes for a "
+                    "two-column live/attack output"
+                )
+            self.order: list[int] | None = [spec.classes.index(c) for c in data_classes]
+            self.classes = tuple(data_classes)
+        else:
+            self.order = None
+            self.classes = BINARY
+        self._check_outputs(self._convert(raw, PROBE_BATCH), PROBE_BATCH)
+
+    # ------------------------------------------------------------------ checks
+
+    def _input_size(self, shape: list[Any]) -> int:
+        """The side the model is run at: ``input_size``, checked against a fixed input."""
+        h, w = (d if isinstance(d, int) and d > 0 else None for d in shape[2:])
+        name = self.path.name
+        if h is not None and w is not None and h != w:
+            raise InputError(
+                f"{self.where}: {name} takes {h}x{w} inputs; only square inputs are supported"
+            )
+        fixed = h if h is not None and h == w else None
+        stated = self.spec.input_size
+        if stated is not None and fixed is not None and stated != fixed:
+            raise InputError(
+                f"{self.where}: input_size: {stated}, but {name} takes {fixed}x{fixed} inputs; "
+                f"state input_size: {fixed} or leave it out"
+            )
+        if stated is not None:
+            return stated
+        if fixed is None:
+            raise InputError(
+                f"{self.where}: input_size: not stated, and {name}'s input size is not fixed "
+                f"({shape}); state input_size"
+            )
+        return fixed
+
+    def _check_raw(self, raw: np.ndarray, n: int) -> None:
+        """The model's own output on the probe, against ``output``, ``classes`` and
+        ``live_index``."""
+        spec = self.spec
+        what = f"{self.path.name}'s output {self.output_name!r}"
+        shape = tuple(raw.shape)
+        if raw.ndim == 0 or shape[0] != n:
+            raise InputError(
+                f"{self.where}: {what} has shape {shape} for a batch of {n}; a teacher "
+                "gives one result per image"
+            )
+        if not np.isfinite(raw).all():
+            raise InputError(
+                f"{self.where}: {what} is not finite (NaN or inf) on a test batch; the model "
+                "is broken or needs other inputs (check mean, std and colour_order)"
+            )
+        per_image = shape[1:]
+        if spec.output == "map":
+            if not (len(per_image) == 2 or (len(per_image) == 3 and per_image[0] == 1)):
+                raise InputError(
+                    f"{self.where}: output: map, but {what} has shape {shape}, not one 2-D map "
+                    "per image; state output: logits or probability"
+                )
+            return
+        if sum(d > 1 for d in per_image) > 1:
+            raise InputError(
+                f"{self.where}: output: {spec.output}, but {what} has shape {shape}, a map "
+                "per image; state output: map"
+            )
+        columns = int(np.prod(per_image)) if per_image else 1
+        if spec.output == "probability":
+            if columns > 1 or "live_index" in spec.model_fields_set:
+                self._check_live_index(what, columns)
+            low, high = float(raw.min()), float(raw.max())
+            if low < -1e-6 or high > 1.0 + 1e-6:
+                raise InputError(
+                    f"{self.where}: output: probability, but {what} ranges from {low:.3g} to "
+                    f"{high:.3g} on a test batch, outside [0, 1]: it looks like logits; state "
+                    "output: logits"
+                )
+            return
+        if spec.classes is not None:
+            if len(spec.classes) != columns:
+                raise InputError(
+                    f"{self.where}: classes: {len(spec.classes)} names {list(spec.classes)}, "
+                    f"but {what} has {columns} columns; give one name per column"
+                )
+            if "live_index" in spec.model_fields_set:
+                self._check_live_index(what, columns)
+        elif columns != 2:
+            raise InputError(
+                f"{self.where}: classes: not stated, and {what} has {columns} columns; name "
+                "them (one per column, bonafide among them), or use a two-column live/attack "
+                "output"
+            )
+        else:
+            self._check_live_index(what, columns)
+
+    def _check_live_index(self, what: str, columns: int) -> None:
+        if self.spec.live_index >= columns:
+            span = "0" if columns == 1 else f"0..{columns - 1}"
+            plural = "column" if columns == 1 else "columns"
+            raise InputError(
+                f"{self.where}: live_index: {self.spec.live_index}, but {what} has {columns} "
+                f"{plural} ({span})"
+            )
+
+    # ------------------------------------------------------------------ running
 
     def _preprocess(self, images: Tensor) -> np.ndarray:
         mean, std = self._ours
@@ -215,46 +409,43 @@ class OnnxTeacher(Teacher):
         return ((pixels - their_mean) / their_std).numpy().astype(np.float32)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        if self.fixed_batch in (None, x.shape[0]):
-            return self.session.run([self.output_name], {self.input_name: x})[0]
-        if self.fixed_batch != 1:
-            raise InputError(f"{self.path}: fixed batch size {self.fixed_batch} is not supported")
-        parts = [
-            self.session.run([self.output_name], {self.input_name: x[i : i + 1]})[0]
-            for i in range(x.shape[0])
-        ]
-        return np.concatenate(parts, axis=0)
+        """The chosen output for a batch; an ONNX Runtime failure names the file."""
+        try:
+            if self.fixed_batch is None:
+                return np.asarray(self.session.run([self.output_name], {self.input_name: x})[0])
+            parts = [
+                self.session.run([self.output_name], {self.input_name: x[i : i + 1]})[0]
+                for i in range(x.shape[0])
+            ]
+            return np.concatenate(parts, axis=0)
+        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
+            raise InputError(
+                f"{self.where}: ONNX Runtime cannot run {self.path} on {x.shape[0]} images of "
+                f"{x.shape[-2]}x{x.shape[-1]} px (its input: {self.input_shape}; check "
+                f"input_size): {_one_line(error)}"
+            ) from None
+
+    def _convert(self, raw: np.ndarray, n: int) -> dict[str, Tensor]:
+        """The checked raw output as two-class (or reordered class) logits and a map."""
+        values = torch.from_numpy(np.asarray(raw, np.float32))
+        spec = self.spec
+        if spec.output == "logits":
+            logits = values.reshape(n, -1)
+            if self.order is not None:
+                return {"logits": logits[:, self.order]}
+            return {"logits": logits[:, [spec.live_index, 1 - spec.live_index]]}
+        if spec.output == "probability":
+            p = values.reshape(n, -1)
+            column = 0 if p.shape[1] == 1 else spec.live_index
+            return {"logits": binary_logits_from_probability(p[:, column])}
+        maps = values.reshape(n, 1, *values.shape[-2:]).clamp(0.0, 1.0)
+        return {"logits": binary_logits_from_probability(maps.mean(dim=(1, 2, 3))), "pixel": maps}
 
     @torch.no_grad()
     def outputs(self, images: Tensor) -> dict[str, Tensor]:
-        raw = torch.from_numpy(np.asarray(self._run(self._preprocess(images)), np.float32))
-        n = images.shape[0]
-        spec = self.spec
-        result: dict[str, Tensor] = {}
-        if spec.output == "logits":
-            logits = raw.reshape(n, -1)
-            if self.order is not None:
-                logits = logits[:, self.order]
-            else:
-                if logits.shape[1] != 2:
-                    raise InputError(
-                        f"{self.path}: {logits.shape[1]} logits per image; name them with "
-                        "classes, or use a two-column live/attack output"
-                    )
-                logits = logits[:, [spec.live_index, 1 - spec.live_index]]
-            result["logits"] = logits
-        elif spec.output == "probability":
-            p = raw.reshape(n, -1)
-            column = 0 if p.shape[1] == 1 else spec.live_index
-            result["logits"] = binary_logits_from_probability(p[:, column])
-        else:
-            maps = (
-                raw.reshape(n, 1, *raw.shape[-2:]) if raw.dim() >= 3 else raw.reshape(n, 1, 1, -1)
-            )
-            maps = maps.clamp(0.0, 1.0)
-            result["logits"] = binary_logits_from_probability(maps.mean(dim=(1, 2, 3)))
-            result["pixel"] = maps
-        return {k: v.to(images.device) for k, v in result.items()}
+        raw = self._run(self._preprocess(images))
+        converted = self._convert(raw, images.shape[0])
+        return {k: v.to(images.device) for k, v in converted.items()}
 
 
 def load_teacher(
@@ -263,8 +454,13 @@ def load_teacher(
     data_classes: tuple[str, ...],
     crop_scale: float,
     device: torch.device,
+    input_size: int | None = None,
 ) -> Teacher:
-    """Load and check one teacher; ``where`` names it in errors (e.g. ``distill.teacher[0]``)."""
+    """Load, probe and check one teacher before anything is trained or written.
+
+    ``where`` names it in errors (e.g. ``distill.teacher[0]``); ``input_size`` is the
+    student's (the probe batch's size; default: the teacher's own).
+    """
     path = Path(spec.path)
     if not path.is_file():
         raise InputError(f"{where}: teacher file {path} not found")
@@ -273,22 +469,22 @@ def load_teacher(
             raise InputError(f"{where}: bn_train applies to fasdistill checkpoints, not ONNX")
         if spec.crop_scale is None:
             raise InputError(
-                f"{where}: state the crop scale {path.name} was trained on (crop_scale); "
-                f"the data's crops are at {crop_scale}"
+                f"{where}: crop_scale: not stated; state the crop scale {path.name} was trained "
+                f"on (the data's crops are at {crop_scale})"
             )
         if not math.isclose(spec.crop_scale, crop_scale, rel_tol=1e-6):
             raise InputError(
-                f"{where}: {path.name} expects crops at scale {spec.crop_scale}, the data's are "
-                f"at {crop_scale}; prepare crops at {spec.crop_scale}"
+                f"{where}: crop_scale: {path.name} expects crops at scale {spec.crop_scale}, "
+                f"the data's are at {crop_scale}; prepare crops at {spec.crop_scale}"
             )
-        return OnnxTeacher(spec, path, data_classes)
+        return OnnxTeacher(spec, path, data_classes, where=where, probe_size=input_size)
     stated = sorted(set(ONNX_ONLY_FIELDS) & spec.model_fields_set)
     if stated:
         raise InputError(
             f"{where}: {', '.join(stated)} describe ONNX teachers; {path.name} is a fasdistill "
             "checkpoint that carries its own preprocessing"
         )
-    teacher = TorchTeacher(path, spec.bn_train, device)
+    teacher = TorchTeacher(path, spec.bn_train, device, where=where, probe_size=input_size)
     meta = teacher.meta
     if tuple(meta["classes"]) != tuple(data_classes):
         raise InputError(
