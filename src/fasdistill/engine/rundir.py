@@ -3,6 +3,12 @@
 Layout: ``config.yaml`` (the resolved recipe), ``meta.json`` (seed, commit,
 versions, command, world size, data, and what the objective says about itself,
 e.g. the teacher's SHA-256), ``metrics.jsonl``, ``tb/`` and ``checkpoints/``.
+
+A run that stopped before its first checkpoint (a NaN loss or a teacher failure
+at the first step, Ctrl-C in the first epoch) leaves only those files and no
+``checkpoints/last.pt``: there is nothing to resume, so the same command starts
+it again and replaces them. A directory holding anything else (a checkpoint,
+a file of the user's) is never cleared.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ def check_run_dir(
     config_path = run_dir / "config.yaml"
     if resume:
         if not (run_dir / "checkpoints" / "last.pt").exists():
+            if unfinished_files(run_dir, resolved):
+                raise InputError(
+                    f"{run_dir}: nothing to resume: the run stopped before its first checkpoint "
+                    "(no checkpoints/last.pt); run the same command without --resume to start "
+                    "it again"
+                )
+            if not run_dir.exists() or not any(run_dir.iterdir()):
+                raise InputError(f"{run_dir}: nothing to resume (no run here); drop --resume")
             raise InputError(f"{run_dir}: nothing to resume (no checkpoints/last.pt)")
         if config_path.exists() and config_path.read_text() != resolved:
             saved = config_path.read_text()
@@ -49,8 +63,74 @@ def check_run_dir(
                     "cannot continue a distilled run"
                 )
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(run_dir.iterdir()) and not unfinished_files(run_dir, resolved):
         raise InputError(f"{run_dir}: run directory is not empty; use --resume or a new --out")
+
+
+RUN_FILES = ("config.yaml", "meta.json", "metrics.jsonl")
+META_KEYS = {"seed", "command", "objective"}
+
+
+def _ours_temporary(path: Path, names: tuple[str, ...]) -> bool:
+    """An atomic write's leftover temporary file (``.<name>.<random>.tmp``) of one of ``names``."""
+    return path.is_file() and any(
+        path.name.startswith(f".{n}.") and path.name.endswith(".tmp") for n in names
+    )
+
+
+def unfinished_files(run_dir: Path, resolved: str) -> list[Path]:
+    """The files of a run that stopped before its first checkpoint, or [] when ``run_dir``
+    is not such a run.
+
+    Such a run holds only what ``init_run_dir`` and ``RunLogger`` write (``config.yaml``,
+    ``meta.json``, ``metrics.jsonl``, TensorBoard event files in ``tb/``, an empty
+    ``checkpoints/``) and atomic-write leftovers; its ``meta.json`` is ours, or, when
+    it has none, its ``config.yaml`` is ``resolved`` (the one about to be written).
+    A checkpoint (``last.pt`` or ``best.pt``) or any other entry makes it a run to keep.
+    """
+    if not run_dir.is_dir():
+        return []
+    found: list[Path] = []
+    for entry in run_dir.iterdir():
+        if (entry.name in RUN_FILES and entry.is_file()) or _ours_temporary(entry, RUN_FILES):
+            found.append(entry)
+        elif entry.name == "tb" and entry.is_dir():
+            events = list(entry.iterdir())
+            if not all(e.is_file() and e.name.startswith("events.out.tfevents.") for e in events):
+                return []
+            found += [*events, entry]
+        elif entry.name == "checkpoints" and entry.is_dir():
+            leftovers = list(entry.iterdir())
+            if not all(_ours_temporary(e, ("last.pt", "best.pt")) for e in leftovers):
+                return []
+            found += [*leftovers, entry]
+        else:
+            return []
+    meta = run_dir / "meta.json"
+    if meta.is_file():
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            data = None
+        ours = isinstance(data, dict) and data.keys() >= META_KEYS
+        if not ours:
+            return []
+    elif any(p.name in ("metrics.jsonl", "tb") for p in found):
+        return []  # written after meta.json: without it, not a run of ours
+    elif (run_dir / "config.yaml").is_file() and (run_dir / "config.yaml").read_text() != resolved:
+        return []
+    return found
+
+
+def _clear_unfinished(run_dir: Path, resolved: str) -> None:
+    """Remove an unfinished run's files one by one (never a whole tree), deepest first."""
+    for path in sorted(
+        unfinished_files(run_dir, resolved), key=lambda p: len(p.parts), reverse=True
+    ):
+        if path.is_dir():
+            path.rmdir()  # emptied above; fails rather than deletes anything unexpected
+        else:
+            path.unlink(missing_ok=True)
 
 
 def init_run_dir(
@@ -60,9 +140,11 @@ def init_run_dir(
     index: CropIndex,
     objective: dict[str, Any],
 ) -> None:
-    """Write the resolved recipe and the run's provenance (main process, new runs only)."""
+    """Write the resolved recipe and the run's provenance (main process, new runs only),
+    replacing the files of a run that stopped before its first checkpoint."""
     if not info.is_main:
         return
+    _clear_unfinished(run_dir, dump_recipe(config))  # a run that never reached last.pt
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", dump_recipe(config))
     atomic_write_json(

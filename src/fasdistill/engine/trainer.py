@@ -412,7 +412,11 @@ def _train_epoch(
             raise NonFiniteLossError(
                 f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {global_step + 1}; "
                 f"stopped. The last good checkpoint is {last_path}"
-                + ("" if last_path.exists() else " (none yet: the first epoch failed)")
+                + (
+                    ""
+                    if last_path.exists()
+                    else " (none yet: the same command, without --resume, starts the run again)"
+                )
             )
         step.optimizer.zero_grad(set_to_none=True)
         step.scaler.scale(loss).backward()
