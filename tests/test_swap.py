@@ -22,7 +22,7 @@ from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weig
 from fasdistill.metrics.pad import auc
 from fasdistill.metrics.scores import ScoreSet
 from fasdistill.models import build_model, count_macs, count_params
-from fasdistill.swap.measure import SwapOptions, labels_for, pareto_front, swap_score
+from fasdistill.swap.measure import SwapOptions, labels_for
 from fasdistill.swap.power import (
     DeviceProfile,
     compute_energy_j,
@@ -30,6 +30,7 @@ from fasdistill.swap.power import (
     measure_rapl_j,
     rapl_domains,
 )
+from fasdistill.swap.ratios import pareto_front, swap_score
 from fasdistill.swap.weight import measure_weight
 from test_train import make_index, smoke
 

@@ -76,7 +76,7 @@ def _pairs(text: str, flag: str) -> dict[str, str]:
 
 
 def add_swap(sub: argparse._SubParsersAction) -> None:
-    from fasdistill.swap.measure import DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
+    from fasdistill.swap.options import DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
 
     defaults = SwapOptions()
     p = sub.add_parser(
@@ -86,7 +86,10 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
         "models interleaved in one process, parameters/MACs/bytes, ISO metrics on test at "
         "thresholds fixed on dev with retention against the first model (paired bootstrap "
         "intervals), and energy per inference: measured from RAPL counters where readable, "
-        "otherwise modelled and labelled so.",
+        "otherwise modelled and labelled so. A model x runtime cell that fails (an artifact "
+        "refused by its parity gate, a runtime error) is left out with its reason and the rest "
+        "is measured: exit status 1 then, 0 when every cell was measured, 2 on bad input. "
+        "Third-party output goes to OUT/third_party.log.",
     )
     p.add_argument(
         "--models", nargs="+", required=True, type=Path, help="best.pt files; first = reference"
@@ -102,7 +105,19 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=defaults.threads)
     p.add_argument("--batch", type=int, default=defaults.batch, help="second batch size besides 1")
     p.add_argument("--latency-runs", type=int, default=defaults.latency_runs)
-    p.add_argument("--latency-seconds", type=float, default=defaults.latency_seconds)
+    p.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=defaults.latency_seconds,
+        help="minimum timing per runtime and batch size",
+    )
+    p.add_argument(
+        "--latency-max-seconds",
+        type=float,
+        default=defaults.latency_max_seconds,
+        help="time cap per model, runtime and batch size: a slow model stops there with the "
+        "runs it reached (reported)",
+    )
     p.add_argument("--bootstrap", type=int, default=defaults.bootstrap, help="0: no intervals")
     p.add_argument(
         "--profile",
@@ -118,9 +133,12 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
 def _run_swap(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from fasdistill.swap.measure import SwapOptions, run_swap
+    from fasdistill.swap.measure import run_swap
+    from fasdistill.swap.options import SwapOptions
     from fasdistill.swap.power import DeviceProfile
     from fasdistill.swap.report import write_reports
+    from fasdistill.swap.summary import closing_line, ratio_lines
+    from fasdistill.utils.quiet import third_party_to_log
 
     fields = {f.name: f.type for f in dataclasses.fields(DeviceProfile)}
     overrides: dict[str, object] = {}
@@ -143,6 +161,7 @@ def _run_swap(args: argparse.Namespace) -> int:
         batch=args.batch,
         latency_runs=args.latency_runs,
         latency_seconds=args.latency_seconds,
+        latency_max_seconds=args.latency_max_seconds,
         bootstrap=args.bootstrap,
         profile=DeviceProfile(**overrides),
         score_weights=weights,
@@ -154,7 +173,13 @@ def _run_swap(args: argparse.Namespace) -> int:
         raise InputError(
             f"{args.out}: cannot create the report directory ({exc.strerror})"
         ) from None
-    swap = run_swap(list(args.models), args.data, args.out, options)
-    for path in write_reports(swap, args.out):
-        print(f"wrote {path}")
-    return 0
+    log = args.out / "third_party.log"
+    with third_party_to_log(log) as say:
+        swap = run_swap(list(args.models), args.data, args.out, options, log=say)
+        for line in ["", *ratio_lines(swap), ""]:
+            say(line)
+        for path in write_reports(swap, args.out):
+            say(f"wrote {path}")
+        say(f"third-party output: {log}")
+        say(closing_line(swap))
+    return 1 if swap["left_out"] else 0

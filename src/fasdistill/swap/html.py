@@ -20,6 +20,15 @@ from matplotlib.ticker import FuncFormatter
 from fasdistill.metrics.pad import error_curve
 from fasdistill.metrics.plots import _DET_CLIP, _DET_TICKS, _png, _probit, _subsample
 from fasdistill.metrics.scores import read_scores
+from fasdistill.swap.summary import (
+    RATIOS_LEGEND,
+    accuracy_notes,
+    cell_missing,
+    left_out_lines,
+    omitted_lines,
+    ratio_rows,
+    retention_text,
+)
 from fasdistill.utils.atomic import atomic_write_text
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -42,13 +51,19 @@ def _plain_log_ticks(axis: Any) -> None:
     axis.set_minor_formatter(FuncFormatter(label))
 
 
+def _headline(swap: dict[str, Any]) -> str:
+    return swap.get("headline_runtime", swap["options"]["runtimes"][0])
+
+
 def pareto_png(swap: dict[str, Any]) -> bytes:
     """Test ACER against headline-runtime latency; marker area ~ parameters."""
-    runtime = swap["options"]["runtimes"][0]
+    runtime = _headline(swap)
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     biggest = max(m["weight"]["params"] for m in swap["models"])
     for i, m in enumerate(swap["models"]):
+        if runtime not in m["latency"]:
+            continue  # a missing cell: listed under "Left out" on the page
         x = m["latency"][runtime]["batch1"]["median_ms"]
         y = 100 * m["test"]["acer"]
         size = 40 + 400 * m["weight"]["params"] / biggest
@@ -113,6 +128,11 @@ def latency_png(swap: dict[str, Any]) -> bytes:
         p95 = [m["latency"].get(r, {"batch1": nan})["batch1"]["p95_ms"] for r in runtimes]
         err = [np.zeros(len(med)), np.subtract(p95, med)]
         ax.bar(xs, med, width, yerr=err, color=_colour(i), label=m["label"], capsize=2)
+        for x, runtime in zip(xs, runtimes, strict=True):
+            if runtime in m.get("missing", {}) and runtime not in m["latency"]:
+                where = (x, 0.02)  # at the bar's place, just above the axis
+                ax.annotate("left out", where, xycoords=("data", "axes fraction"), rotation=90,
+                            ha="center", va="bottom", fontsize=7, color="#a40000")  # fmt: skip
     ax.set_xticks(np.arange(len(runtimes)), runtimes)
     ax.set_yscale("log")
     _plain_log_ticks(ax.yaxis)
@@ -126,8 +146,11 @@ def latency_png(swap: dict[str, Any]) -> bytes:
 
 
 def swap_letters_png(swap: dict[str, Any]) -> bytes:
-    """The four SWAP gains over the reference per model, on a log axis (1 = reference)."""
-    runtime = swap["options"]["runtimes"][0]
+    """The four SWAP gains over the reference per model, on a log axis (1 = reference).
+
+    A gain that could not be computed (a missing cell, an undefined retention) has no bar.
+    """
+    runtime = _headline(swap)
     models = swap["models"]
     fig = Figure(figsize=(6.4, 3.6))
     ax = fig.add_subplot()
@@ -135,16 +158,17 @@ def swap_letters_png(swap: dict[str, Any]) -> bytes:
     width = 0.8 / len(models)
     for i, m in enumerate(models):
         r = m["vs_reference"]
+        same = r.get(runtime, {})
+        retained = r["accuracy"]["retention"]
         gains = [
-            r[runtime]["speedup"],
+            same.get("speedup", math.nan),
             1 / r["params_ratio"],
-            r["accuracy"]["retention"],
-            1 / r[runtime]["energy_ratio"],
+            math.nan if retained is None else retained,
+            1 / same["energy_ratio"] if "energy_ratio" in same else math.nan,
         ]
         xs = np.arange(4) + (i - (len(models) - 1) / 2) * width
-        ax.bar(
-            xs, gains, width, color=_colour(i), label=f"{m['label']} (score {m['swap_score']:.2f})"
-        )
+        score = "–" if m["swap_score"] is None else f"{m['swap_score']:.2f}"
+        ax.bar(xs, gains, width, color=_colour(i), label=f"{m['label']} (score {score})")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xticks(np.arange(4), [f"{k}: {AXIS_LABELS[k]}" for k in letters])
     ax.set_yscale("log")
@@ -154,6 +178,47 @@ def swap_letters_png(swap: dict[str, Any]) -> bytes:
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
     return _png(fig)
+
+
+def speed_table(swap: dict[str, Any]) -> str:
+    """Median ms per model, runtime and batch size with the runs reached; missing cells say why."""
+    batch = swap["options"]["batch"]
+    keys = ["batch1"] + ([f"batch{batch}"] if batch != 1 else [])
+    head = [
+        "model",
+        "runtime",
+        *(f"batch {k.removeprefix('batch')}: median ms (runs)" for k in keys),
+    ]
+    rows = []
+    for m in swap["models"]:
+        for runtime in swap["options"]["runtimes"]:
+            why = m.get("missing", {}).get(runtime)
+            lat = m["latency"].get(runtime, {})
+            if not lat and not why:
+                continue  # not run in it (a third-party model): no row
+            if not lat:  # the whole cell is missing: its reason once, across the batches
+                why_html = f'<span class="missing">missing: {html.escape(why or "")}</span>'
+                rows.append(
+                    f"<tr><td>{html.escape(m['label'])}</td><td>{html.escape(runtime)}</td>"
+                    f'<td colspan="{len(keys)}">{why_html}</td></tr>'
+                )
+                continue
+            cells = []
+            for key in keys:
+                if key in lat:
+                    capped = ", capped" if lat[key].get("capped") else ""
+                    cells.append(f"{lat[key]['median_ms']:.3f} ({lat[key]['runs']}{capped})")
+                else:
+                    cells.append(f'<span class="missing">missing: {html.escape(why or "")}</span>')
+            row = [html.escape(m["label"]), html.escape(runtime), *cells]
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    return (
+        '<table id="speed-table"><thead><tr>'
+        + "".join(f"<th>{h}</th>" for h in head)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -166,31 +231,46 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 
 def render(swap: dict[str, Any], root: Path) -> str:
-    """The page: provenance, the SWAP table, then the four charts."""
-    runtime = swap["options"]["runtimes"][0]
+    """The page: provenance, cells left out, the SWAP and ratios tables, then the four charts."""
+    runtime = _headline(swap)
     cpu = swap["machine"]["cpu"]
     rows = []
     for m in swap["models"]:
         acc = m["test"]
         ratio = m["vs_reference"]
-        retention = ratio["accuracy"]
-        ci = retention.get("retention_ci")
-        ci_text = f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
-        power = m["power"][runtime]
+        missing = cell_missing(m, runtime)
+        power = m["power"].get(runtime)
+        if missing is None and power is not None:
+            latency = f"{m['latency'][runtime]['batch1']['median_ms']:.3f}"
+            speedup = f"{ratio[runtime]['speedup']:.1f}x" if runtime in ratio else "–"
+            energy = (
+                f"{1e3 * power['energy_j']:.3f} mJ<br>"
+                f"<small>{html.escape(power['energy_source'])}</small>"
+            )
+            battery = f"{power['inferences_per_battery_percent']:,.0f}"
+        else:
+            why = missing or m.get("missing", {}).get(runtime, "no energy figure")
+            latency = f'<span class="missing">{html.escape(why)}</span>'
+            speedup = energy = battery = "–"
+        score = m["swap_score"]
+        score_text = (
+            f"–<br><small>{html.escape(m.get('swap_score_note', ''))}</small>"
+            if score is None
+            else f"{score:.2f}"
+        )
         cells = [
             f"{html.escape(m['label'])}<br><small>{html.escape(m['model'])}</small>",
             f"{m['weight']['params'] / 1e6:.3f} M",
             f"{m['weight']['macs'] / 1e6:.1f} M",
             f"{m['weight']['bytes'].get('onnx', 0) / 1e6:.2f} MB",
             f"{100 * acc['acer']:.2f}",
-            f"{100 * retention['retention']:.1f}{ci_text}",
+            html.escape(retention_text(ratio["accuracy"])),
             _fmt(acc["auc"], 4),
-            f"{m['latency'][runtime]['batch1']['median_ms']:.3f}",
-            f"{ratio[runtime]['speedup']:.1f}x",
-            f"{1e3 * power['energy_j']:.3f} mJ<br>"
-            f"<small>{html.escape(power['energy_source'])}</small>",
-            f"{power['inferences_per_battery_percent']:,.0f}",
-            f"{m['swap_score']:.2f}",
+            latency,
+            speedup,
+            energy,
+            battery,
+            score_text,
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = [
@@ -198,6 +278,31 @@ def render(swap: dict[str, Any], root: Path) -> str:
         f"latency ms ({runtime})", "speed-up", "energy / inference", "per 1 % battery",
         "SWAP score",
     ]  # fmt: skip
+    ratio_head, ratio_body = ratio_rows(swap)
+    ratio_table = (
+        "<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in ratio_head) + "</tr></thead>"
+        "<tbody>"
+        + "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in ratio_body
+        )
+        + "</tbody>"
+    )
+    left_out = left_out_lines(swap)
+    left_out_html = (
+        f'<div class="missing"><b>Left out ({len(left_out)}):</b> these cells have no figures.'
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in left_out) + "</ul></div>"
+        if left_out
+        else ""
+    )
+    notes = omitted_lines(swap) + accuracy_notes(swap)
+    omitted_html = (
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in notes) + "</ul>"
+        if notes
+        else ""
+    )
+    options = swap["options"]
+    note = swap.get("headline_note")
+    note_html = f"<p><b>Note:</b> {html.escape(note)}.</p>" if note else ""
     figures = [
         _img(swap_letters_png(swap), "SWAP gains per model"),
         _img(pareto_png(swap), "accuracy versus latency"),
@@ -221,6 +326,7 @@ th {{ background: #f0f0f0; }}
 figure {{ margin: 0; }}
 img {{ width: 100%; }}
 small {{ color: #666; }}
+.missing {{ color: #a40000; }}
 </style></head><body>
 <h1>SWAP report</h1>
 <p>Reference: <b>{html.escape(swap["reference"])}</b>. Test split of
@@ -228,12 +334,23 @@ small {{ color: #666; }}
 {html.escape(runtime)}, batch 1, {swap["options"]["threads"]} thread(s), models interleaved in one
 process, on {html.escape(cpu["model"])} ({html.escape(isa)};
 {html.escape(versions)}). Energy labelled <i>modelled</i> is not measured.</p>
+{note_html}
+{left_out_html}
 <table id="swap-table"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
 <p>Pareto front (test ACER, latency, energy, parameters):
 {html.escape(", ".join(swap["pareto"]))}.</p>
+<h2>Ratios to the reference</h2>
+<p>{html.escape(RATIOS_LEGEND)}</p>
+<table id="ratios-table">{ratio_table}</table>
+{omitted_html}
+<h2>Speed per runtime</h2>
+<p>Models interleaved in one process; each cell ran until {options["latency_runs"]} runs and
+{options["latency_seconds"]} s, or at most {options.get("latency_max_seconds", "–")} s per model
+(capped: stopped by the time bound first).</p>
+{speed_table(swap)}
 <div class="charts">
 {chr(10).join(figures)}
 </div>

@@ -1,16 +1,22 @@
 """The SWAP measurement: Speed, Weight, Accuracy and Power of models, side by side.
 
 The first model is the reference (the teacher); every other figure is also given
-as a ratio to it. Models are exported and checked (:mod:`fasdistill.export`), then
-timed per runtime with all models interleaved in one process, so their ratios
-survive a noisy machine.
+as a ratio to it (:mod:`fasdistill.swap.ratios`). Every model file and sidecar is
+opened and checked before any work starts. Models are then exported and checked
+(:mod:`fasdistill.export`), and timed per runtime with all models interleaved in
+one process, so their ratios survive a noisy machine.
+
+One failing cell never sinks the report: an artifact that is not written (its
+parity gate refused it) or a runtime that fails while scoring, timing or
+measuring energy leaves that model x runtime cell out, with the reason, in
+``m["missing"]`` and the report's ``left_out``; everything else is measured.
 """
 
 from __future__ import annotations
 
-import math
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,60 +38,26 @@ from fasdistill.export.pipeline import (
     split_metrics,
     torch_scorer,
 )
-from fasdistill.metrics.bootstrap import paired_acer_samples, unit_weights, weighted_auc
 from fasdistill.metrics.scores import ScoreSet, write_scores
 from fasdistill.swap import gpu
 from fasdistill.swap.foreign import ForeignModel, onnx_weight
 from fasdistill.swap.machine import machine
+from fasdistill.swap.options import AXES, DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
 from fasdistill.swap.power import (
-    DeviceProfile,
     active_power_energy_j,
     compute_energy_j,
     inferences_per_battery_percent,
     measure_rapl_j,
 )
-from fasdistill.swap.speed import interleaved_latency
+from fasdistill.swap.ratios import compare, headline_runtime, pareto_front
+from fasdistill.swap.speed import failure_reason, interleaved_latency
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.ort import open_session
 
-RUNTIMES = (
-    "onnx",
-    "onnx-int8",
-    "pytorch",
-    "pte",
-    "pte-int8",
-    "tflite",
-    "tflite-int8",
-    "ncnn",
-    "pytorch-cuda",  # eager on the current GPU; energy from NVML
-)
-DEFAULT_RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
-AXES = ("speed", "weight", "accuracy", "power")
-
-
-@dataclass
-class SwapOptions:
-    """How to measure; defaults follow a phone: batch 1 on one big core."""
-
-    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
-    threads: int = 1
-    batch: int = 8  # a second batch size besides 1
-    latency_runs: int = 200
-    latency_seconds: float = 3.0
-    bootstrap: int = 1000
-    confidence: float = 0.95
-    profile: DeviceProfile = field(default_factory=DeviceProfile)
-    score_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(AXES, 1.0))
-
-    def validate(self) -> None:
-        unknown = sorted(set(self.runtimes) - set(RUNTIMES))
-        if unknown or not self.runtimes:
-            raise InputError(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
-        if self.threads < 1 or self.batch < 1 or self.latency_runs < 1:
-            raise InputError("threads, batch and latency runs must be >= 1")
-        bad = sorted(set(self.score_weights) - set(AXES))
-        if bad or any(w < 0 for w in self.score_weights.values()):
-            raise InputError(f"SWAP score weights take keys {AXES} and values >= 0, got {bad}")
+__all__ = ["AXES", "DEFAULT_RUNTIMES", "RUNTIMES", "SwapOptions", "labels_for", "run_swap"]
+Log = Callable[[str], None]
+Callers = dict[str, dict[str, Callable[[np.ndarray], Any]]]
+FOREIGN_ONLY = "third-party ONNX model: runs in ONNX Runtime only"
 
 
 def labels_for(paths: list[Path]) -> list[str]:
@@ -106,12 +78,62 @@ def labels_for(paths: list[Path]) -> list[str]:
     return [f"{label}#{i}" for i, label in enumerate(labels)]  # the same file twice
 
 
+@dataclass
+class Candidate:
+    """A model opened and checked before any work: ours (model + meta) or a foreign ONNX."""
+
+    path: Path
+    label: str
+    model: torch.nn.Module | None = None
+    meta: dict[str, Any] | None = None
+    foreign: ForeignModel | None = None
+
+
+def check_models(
+    checkpoints: list[Path], index_path: Path, index: CropIndex, options: SwapOptions
+) -> list[Candidate]:
+    """Open every model file and sidecar, so a bad one is one line before anything is written.
+
+    A checkpoint is loaded and its crop scale compared with the index's; a
+    third-party ONNX model's sidecar is read and the model run once on a dummy
+    batch (:class:`~fasdistill.swap.foreign.ForeignModel`).
+    """
+    foreign = [p for p in checkpoints if Path(p).suffix.lower() == ".onnx"]
+    if foreign and options.runtimes[0] != "onnx":
+        raise InputError(
+            f"{foreign[0]}: a third-party ONNX model runs only in ONNX Runtime; make onnx the "
+            "first (headline) runtime"
+        )
+    candidates = []
+    for path, label in zip(checkpoints, labels_for(checkpoints), strict=True):
+        path = Path(path)
+        if path.suffix.lower() == ".onnx":
+            candidates.append(Candidate(path, label, foreign=ForeignModel(path, index)))
+            continue
+        model, meta = load_deployable(path)
+        if float(meta["crop_scale"]) != float(index.scale):
+            raise InputError(
+                f"{path}: the model expects crops at scale {meta['crop_scale']}, the index "
+                f"{index_path} has {index.scale}; prepare crops at its scale"
+            )
+        candidates.append(Candidate(path, label, model=model, meta=meta))
+    return candidates
+
+
+def _eta(done: int, total: int, start: float) -> str:
+    """Elapsed time and, from the pace so far, the time left."""
+    elapsed = time.perf_counter() - start
+    if done == 0:
+        return "started"
+    return f"{elapsed:.0f} s, about {elapsed / done * (total - done):.0f} s left"
+
+
 def run_swap(
     checkpoints: list[Path],
     index_path: Path,
     out: Path,
     options: SwapOptions | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print,
 ) -> dict[str, Any]:
     """Measure every model; returns the ``swap.json`` content (the caller writes reports)."""
     options = options or SwapOptions()
@@ -121,86 +143,116 @@ def run_swap(
     index = read_crop_index(index_path)
     if not any(r["split"] == "test" for r in index.rows):
         raise InputError(f"{index_path}: no test crops; SWAP compares models on the test split")
+    device = gpu.require_cuda() if "pytorch-cuda" in options.runtimes else None
+    candidates = check_models(checkpoints, index_path, index, options)
     torch.set_num_threads(options.threads)
     formats = tuple(r for r in options.runtimes if not r.startswith("pytorch"))
-    device = gpu.require_cuda() if "pytorch-cuda" in options.runtimes else None
     models: list[dict[str, Any]] = []
-    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {r: {} for r in options.runtimes}
+    callers: Callers = {r: {} for r in options.runtimes}
     test_scores: dict[str, tuple[ScoreSet, float]] = {}
-    foreign = [p for p in checkpoints if Path(p).suffix.lower() == ".onnx"]
-    if foreign and options.runtimes[0] != "onnx":
-        raise InputError(
-            f"{foreign[0]}: a third-party ONNX model runs only in ONNX Runtime; make onnx the "
-            "first (headline) runtime"
-        )
-    for path, label in zip(checkpoints, labels_for(checkpoints), strict=True):
-        path = Path(path)
-        if path.suffix.lower() == ".onnx":
-            entry, scores = _foreign(path, label, index, options, callers)
+    start = time.perf_counter()
+    for i, c in enumerate(candidates):
+        step = f"[{i + 1}/{len(candidates)}] {c.label}"
+        if c.foreign is not None:
+            log(f"{step}: scoring dev and test in ONNX Runtime ({_eta(i, len(candidates), start)})")
+            entry, scores = _foreign(c, index, options, callers)
         else:
-            entry, scores = _ours(
-                path, label, index_path, index, out, options, formats, callers, device
-            )
-        test_scores[label] = (scores, entry["threshold"])
-        score_file = write_scores(out / "scores" / f"{label.replace('/', '__')}.test.csv", scores)
+            what = f"exporting to {', '.join(formats)} and scoring" if formats else "scoring"
+            log(f"{step}: {what} ({_eta(i, len(candidates), start)})")
+            entry, scores = _ours(c, index_path, index, out, options, formats, callers, device, log)
+        test_scores[c.label] = (scores, entry["threshold"])
+        score_file = write_scores(out / "scores" / f"{c.label.replace('/', '__')}.test.csv", scores)
         entry["test_scores"] = str(score_file.relative_to(out))
         entry["test"] = entry["accuracy"][entry["primary_runtime"]]["test"]
         models.append(entry)
-        log(f"{label}: {entry['model']}, {entry['weight']['params'] / 1e6:.3f} M params")
+        left = "".join(f"; {r} left out: {why}" for r, why in entry["missing"].items())
+        log(f"{step}: {entry['model']}, {entry['weight']['params'] / 1e6:.3f} M params{left}")
     latency = _time_all(models, callers, options, log)
     for m in models:
-        m["latency"] = {
-            r: latency[r][m["label"]] for r in options.runtimes if latency[r][m["label"]]
-        }
+        m["latency"] = {r: latency[r][m["label"]] for r in options.runtimes if r in latency}
+        m["latency"] = {r: lat for r, lat in m["latency"].items() if "batch1" in lat}
         m["power"] = _power(m, callers, options)
-    _ratios(models, test_scores, options)
-    return {
+    headline, note = headline_runtime(models, options.runtimes)
+    compare(models, test_scores, options, headline)
+    swap = {
         "reference": models[0]["label"],
         "index": str(index_path),
         "machine": machine(),
         "options": asdict(options),
+        "headline_runtime": headline,
         "models": models,
-        "pareto": pareto_front(models, options.runtimes),
+        "pareto": pareto_front(models, (headline,)),
+        "left_out": [
+            {"model": m["label"], "runtime": r, "reason": why}
+            for m in models
+            for r, why in m["missing"].items()
+        ],
     }
+    if note:
+        swap["headline_note"] = note
+        log(f"note: {note}")
+    return swap
 
 
 def _ours(
-    path: Path,
-    label: str,
+    c: Candidate,
     index_path: Path,
     index: CropIndex,
     out: Path,
     options: SwapOptions,
     formats: tuple[str, ...],
-    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
-    device: torch.device | None = None,
+    callers: Callers,
+    device: torch.device | None,
+    log: Log,
 ) -> tuple[dict[str, Any], ScoreSet]:
     """A checkpoint of ours: exported to every asked format, scored in each runtime
-    (and on ``device``, a GPU, when given)."""
-    model, meta = load_deployable(path)
+    (and on ``device``, a GPU, when given). A format that is not written is a missing cell."""
+    model, meta = c.model, c.meta
+    assert model is not None and meta is not None
     size = int(meta["input_size"])
+    missing: dict[str, str] = {}
     if formats:
         export_options = ExportOptions(formats=formats, threads=options.threads, latency_runs=0)
-        export = export_checkpoint(path, index_path, out / "artifacts" / label, export_options)
+        export = export_checkpoint(
+            c.path,
+            index_path,
+            out / "artifacts" / c.label,
+            export_options,
+            log=lambda line: log(f"    {line}"),
+        )
+        missing |= {f: str(why) for f, why in export.get("failed", {}).items()}
+        missing |= {f: f"skipped: {why}" for f, why in export.get("skipped", {}).items()}
     else:
         accuracy = split_metrics(torch_scorer(model), index, size, meta, meta["threshold"])
         export = {"formats": {}, "accuracy": {"pytorch": accuracy}}
     weight = measure_weight(model, size)
     scores = score_split(model, CropDataset(index, "test", size), torch.device("cpu"), 64, 0)
     if "pytorch" in callers:
-        callers["pytorch"][label] = torch_scorer(model)
+        callers["pytorch"][c.label] = torch_scorer(model)
     for fmt in formats:
-        path_fmt = out / "artifacts" / label / FILE_NAMES[fmt]
-        callers[fmt][label] = runtime_scorer(fmt, path_fmt, options.threads)
+        if fmt in missing:
+            continue
+        if fmt not in export["formats"]:
+            missing[fmt] = "not written by the export"
+            continue
+        try:
+            path = out / "artifacts" / c.label / FILE_NAMES[fmt]
+            callers[fmt][c.label] = runtime_scorer(fmt, path, options.threads)
+        except Exception as exc:  # noqa: BLE001 - runtimes raise unrelated types; that cell only
+            missing[fmt] = f"failed to load: {failure_reason(exc)}"
     if device is not None:  # scored on the GPU too: its accuracy is reported, not assumed
-        callers["pytorch-cuda"][label] = scorer = gpu.cuda_scorer(model, device)
-        export["accuracy"]["pytorch-cuda"] = split_metrics(
-            scorer, index, size, meta, meta["threshold"]
-        )
+        scorer = gpu.cuda_scorer(model, device)
+        try:
+            export["accuracy"]["pytorch-cuda"] = split_metrics(
+                scorer, index, size, meta, meta["threshold"]
+            )
+            callers["pytorch-cuda"][c.label] = scorer
+        except Exception as exc:  # noqa: BLE001 - e.g. out of GPU memory; CPU cells still count
+            missing["pytorch-cuda"] = f"failed while scoring: {failure_reason(exc)}"
     entry = {
-        "label": label,
+        "label": c.label,
         "source": "fasdistill checkpoint",
-        "checkpoint": str(path),
+        "checkpoint": str(c.path),
         "model": meta["model"],
         "role": meta["role"],
         "input_size": size,
@@ -210,31 +262,28 @@ def _ours(
         | {"bytes": {f: e["bytes"] for f, e in export["formats"].items()}},
         "accuracy": export["accuracy"],
         "export": {f: e["parity"] for f, e in export["formats"].items()},
+        "missing": missing,
     }
     return entry, scores
 
 
 def _foreign(
-    path: Path,
-    label: str,
-    index: CropIndex,
-    options: SwapOptions,
-    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
+    c: Candidate, index: CropIndex, options: SwapOptions, callers: Callers
 ) -> tuple[dict[str, Any], ScoreSet]:
     """A third-party ONNX model: its own preprocessing, a dev threshold, ONNX Runtime only."""
-    model = ForeignModel(path, index)
+    model, path = c.foreign, c.path
+    assert model is not None
     size = model.input_size
     meta = {"threshold_level": "frame"}
     sets = score_splits(model.score, index, size)  # dev and test scored once each
     threshold = eer_threshold(sets["dev"], meta)
     accuracy = metrics_at(sets, meta, threshold)
-    scores = sets["test"]
     weight = onnx_weight(path, size)
     session = open_session(path, options.threads)
     name = session.get_inputs()[0].name
-    callers["onnx"][label] = lambda x: session.run(None, {name: x})
+    callers["onnx"][c.label] = lambda x: session.run(None, {name: x})
     entry = {
-        "label": label,
+        "label": c.label,
         "source": f"third-party ONNX ({model.source})",
         "checkpoint": str(path),
         "model": path.name,
@@ -250,45 +299,67 @@ def _foreign(
         },
         "accuracy": {"onnx": accuracy},
         "export": {},
+        "missing": {},
+        "not_run": {r: FOREIGN_ONLY for r in options.runtimes if r != "onnx"},
     }
-    return entry, scores
+    return entry, sets["test"]
 
 
 def _time_all(
-    models: list[dict[str, Any]],
-    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
-    options: SwapOptions,
-    log: Callable[[str], None],
+    models: list[dict[str, Any]], callers: Callers, options: SwapOptions, log: Log
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per runtime and batch size, every model timed in one interleaved loop."""
+    """Per runtime and batch size, every model timed in one interleaved loop, time-capped.
+
+    A model whose runtime fails mid-loop is dropped from that runtime (its cell is
+    missing, with the reason); the others finish.
+    """
     out: dict[str, dict[str, dict[str, Any]]] = {
         r: {m["label"]: {} for m in models} for r in callers
     }
-    for runtime, calls in callers.items():
-        for batch in sorted({1, options.batch}):
-            inputs = {
-                m["label"]: np.zeros((batch, 3, m["input_size"], m["input_size"]), np.float32)
-                for m in models
-            }
-            timed = interleaved_latency(
-                {label: (lambda c=c, x=inputs[label]: c(x)) for label, c in calls.items()},
-                min_runs=options.latency_runs,
-                min_seconds=options.latency_seconds,
-                batch=batch,
-            )
-            for label, stats in timed.items():
-                out[runtime][label][f"batch{batch}"] = stats.as_dict()
-            medians = ", ".join(f"{k} {v.median_ms:.3f} ms" for k, v in timed.items())
-            log(f"{runtime} batch {batch}: {medians}")
+    by_label = {m["label"]: m for m in models}
+    batches = sorted({1, options.batch})
+    loops = [(r, b) for r, calls in callers.items() if calls for b in batches]
+    start = time.perf_counter()
+    for done, (runtime, batch) in enumerate(loops):
+        calls = callers[runtime]
+        if not calls:
+            continue
+        cap = options.latency_max_seconds * len(calls)
+        log(
+            f"timing {runtime} batch {batch} ({done + 1}/{len(loops)}): {len(calls)} model(s), "
+            f"at most {cap:.0f} s"
+        )
+        sizes = {label: by_label[label]["input_size"] for label in calls}
+        inputs = {label: np.zeros((batch, 3, n, n), np.float32) for label, n in sizes.items()}
+        failed: dict[str, str] = {}
+        timed = interleaved_latency(
+            {label: (lambda c=c, x=inputs[label]: c(x)) for label, c in calls.items()},
+            min_runs=options.latency_runs,
+            min_seconds=options.latency_seconds,
+            batch=batch,
+            max_seconds=cap,
+            failed=failed,
+        )
+        for label, stats in timed.items():
+            out[runtime][label][f"batch{batch}"] = stats.as_dict()
+        for label, why in failed.items():
+            by_label[label]["missing"][runtime] = f"batch {batch}: {why}"
+            del calls[label]
+        results = ", ".join(
+            f"{k} {v.median_ms:.3f} ms ({v.runs} runs{', capped' if v.capped else ''})"
+            for k, v in timed.items()
+        )
+        results += "".join(f"; {k} left out: {why}" for k, why in failed.items())
+        log(f"{runtime} batch {batch}: {results} [{_eta(done + 1, len(loops), start)}]")
     return out
 
 
-def _power(
-    model: dict[str, Any],
-    callers: dict[str, dict[str, Callable[[np.ndarray], Any]]],
-    options: SwapOptions,
-) -> dict[str, Any]:
-    """Energy per batch-1 inference per runtime: RAPL when readable, else both models."""
+def _power(model: dict[str, Any], callers: Callers, options: SwapOptions) -> dict[str, Any]:
+    """Energy per batch-1 inference per runtime: RAPL when readable, else both models.
+
+    A counter measurement runs at most ``latency_max_seconds``; a runtime that fails
+    during it is a missing cell.
+    """
     weight, profile = model["weight"], options.profile
     size = model["input_size"]
     one = np.zeros((1, 3, size, size), np.float32)
@@ -308,13 +379,20 @@ def _power(
             "modelled_active_label": "modelled (active power x measured latency)",
             "measured_j": None,
         }
-        calls = callers[runtime][model["label"]]
-        runs = max(50, options.latency_runs)
-        if runtime == "pytorch-cuda":
-            device = gpu.require_cuda()
-            measured = gpu.measure_nvml_j(lambda c=calls: c(one), device, runs)
-        else:
-            measured = measure_rapl_j(lambda c=calls: c(one), runs=runs)
+        calls = callers[runtime].get(model["label"])
+        if calls is None:
+            continue  # failed at the larger batch: already a missing cell
+        bound = int(options.latency_max_seconds / max(latency_s, 1e-9))
+        runs = max(1, min(max(50, options.latency_runs), bound))
+        try:
+            if runtime == "pytorch-cuda":
+                device = gpu.require_cuda()
+                measured = gpu.measure_nvml_j(lambda c=calls: c(one), device, runs)
+            else:
+                measured = measure_rapl_j(lambda c=calls: c(one), runs=runs)
+        except Exception as exc:  # noqa: BLE001 - a runtime broke mid-measurement: that cell only
+            model["missing"][runtime] = f"failed while measuring energy: {failure_reason(exc)}"
+            continue
         if measured is not None:
             entry["measured_j"] = measured["energy_j"]
             entry["measured_label"] = measured["label"]
@@ -332,96 +410,3 @@ def _power(
         entry["inferences_per_battery_percent"] = inferences_per_battery_percent(energy)
         out[runtime] = entry
     return out
-
-
-def _ratios(
-    models: list[dict[str, Any]],
-    test_scores: dict[str, tuple[ScoreSet, float]],
-    options: SwapOptions,
-) -> None:
-    """Ratios to the reference, retention with paired bootstrap intervals, SWAP score."""
-    ref = models[0]
-    ref_scores, ref_threshold = test_scores[ref["label"]]
-    alpha = (1 - options.confidence) / 2
-    for m in models:
-        scores, threshold = test_scores[m["label"]]
-        acer_t = ref["test"]["acer"]
-        acer_s = m["test"]["acer"]
-        auc_t = ref["test"]["auc"]
-        auc_s = m["test"]["auc"]
-        retention = {
-            "retention": (1 - acer_s) / (1 - acer_t),
-            "auc_ratio": auc_s / auc_t,
-            "acer_difference": acer_s - acer_t,
-        }
-        if options.bootstrap > 0 and len(scores) == len(ref_scores):
-            s_acer, t_acer = paired_acer_samples(
-                scores, threshold, ref_scores, ref_threshold, n_resamples=options.bootstrap
-            )
-            weights = unit_weights(ref_scores, "subject", options.bootstrap)
-            samples = {
-                "retention": (1 - s_acer) / (1 - t_acer),
-                "auc_ratio": weighted_auc(scores, weights) / weighted_auc(ref_scores, weights),
-                "acer_difference": s_acer - t_acer,
-            }
-            for key, values in samples.items():
-                valid = values[np.isfinite(values)]
-                retention[f"{key}_ci"] = [float(v) for v in np.quantile(valid, [alpha, 1 - alpha])]
-        ratios = {"accuracy": retention}
-        for runtime in options.runtimes:
-            if runtime not in m["latency"] or runtime not in ref["latency"]:
-                continue  # a third-party model runs in ONNX Runtime only
-            lat_t = ref["latency"][runtime]["batch1"]["median_ms"]
-            lat_s = m["latency"][runtime]["batch1"]["median_ms"]
-            energy_t = ref["power"][runtime]["energy_j"]
-            energy_s = m["power"][runtime]["energy_j"]
-            ratios[runtime] = {"speedup": lat_t / lat_s, "energy_ratio": energy_s / energy_t}
-        ratios["params_ratio"] = m["weight"]["params"] / ref["weight"]["params"]
-        ratios["macs_ratio"] = m["weight"]["macs"] / ref["weight"]["macs"]
-        m["vs_reference"] = ratios
-        m["swap_score"] = swap_score(ratios, options)
-
-
-def swap_score(ratios: dict[str, Any], options: SwapOptions) -> float:
-    """Weighted geometric mean of the four gains over the reference (the reference scores 1).
-
-    speed: speed-up on the first runtime listed; weight: 1 / params ratio;
-    accuracy: retention; power: 1 / energy ratio on the same runtime.
-    """
-    runtime = options.runtimes[0]
-    gains = {
-        "speed": ratios[runtime]["speedup"],
-        "weight": 1 / ratios["params_ratio"],
-        "accuracy": ratios["accuracy"]["retention"],
-        "power": 1 / ratios[runtime]["energy_ratio"],
-    }
-    total = sum(options.score_weights.get(k, 0.0) for k in AXES)
-    if total == 0:
-        return 1.0
-    log_sum = sum(options.score_weights.get(k, 0.0) * math.log(max(gains[k], 1e-12)) for k in AXES)
-    return math.exp(log_sum / total)
-
-
-def pareto_front(models: list[dict[str, Any]], runtimes: tuple[str, ...]) -> list[str]:
-    """Models no other model beats on test ACER, latency, energy and size all at once."""
-    runtime = runtimes[0]
-
-    def point(m: dict[str, Any]) -> tuple[float, ...]:
-        return (
-            m["test"]["acer"],
-            m["latency"][runtime]["batch1"]["median_ms"],
-            m["power"][runtime]["energy_j"],
-            float(m["weight"]["params"]),
-        )
-
-    points = {m["label"]: point(m) for m in models}
-    front = []
-    for label, p in points.items():
-        dominated = any(
-            all(o <= v for o, v in zip(q, p, strict=True)) and q != p
-            for other, q in points.items()
-            if other != label
-        )
-        if not dominated:
-            front.append(label)
-    return front
