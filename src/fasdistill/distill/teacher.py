@@ -8,12 +8,11 @@ size (resized here) and, for ONNX models, its colour order and mean/std. What
 cannot be converted is refused before training: other classes, another crop
 scale, or (for our checkpoints) another normalisation.
 
-Every teacher is also run once, when it is loaded, on a small dummy batch at the
-student's input size (:func:`probe_batch`), and what it gives is checked against
-what its description says (input size, output kind, column count, ``classes``,
-``live_index``, probability range, map shape, finite values). A mistake is one
-:class:`InputError` line naming the field, raised before any run directory is
-written, instead of a traceback at the first training step.
+Every teacher is run once as it loads, on a dummy batch at the student's input
+size (:func:`probe_batch`), and its output is checked against its description
+(input size, output kind, columns, ``classes``, ``live_index``, probability range,
+map shape, finite values): a mistake is one :class:`InputError` naming the field,
+before any run directory is written, not a traceback at the first training step.
 
 A teacher is frozen: ``requires_grad_(False)``, forward under ``no_grad`` and
 pinned to eval mode, which a generic ``.train()`` cannot flip (torchdistill never
@@ -351,7 +350,8 @@ class OnnxTeacher(Teacher):
             if not (len(per_image) == 2 or (len(per_image) == 3 and per_image[0] == 1)):
                 raise InputError(
                     f"{self.where}: output: map, but {what} has shape {shape}, not one 2-D map "
-                    "per image; state output: logits or probability"
+                    "per image; name a one-map output (output_name), or state output: logits "
+                    "or probability"
                 )
             return
         if sum(d > 1 for d in per_image) > 1:
@@ -390,11 +390,9 @@ class OnnxTeacher(Teacher):
 
     def _check_live_index(self, what: str, columns: int) -> None:
         if self.spec.live_index >= columns:
-            span = "0" if columns == 1 else f"0..{columns - 1}"
-            plural = "column" if columns == 1 else "columns"
+            span = "column (0)" if columns == 1 else f"columns (0..{columns - 1})"
             raise InputError(
-                f"{self.where}: live_index: {self.spec.live_index}, but {what} has {columns} "
-                f"{plural} ({span})"
+                f"{self.where}: live_index: {self.spec.live_index}, but {what} has {columns} {span}"
             )
 
     # ------------------------------------------------------------------ running
