@@ -72,9 +72,11 @@ def probe_batch(size: int, device: torch.device | None = None) -> Tensor:
     """
     pixels = torch.rand(PROBE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
     pixels[0] = 0.5
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return ((pixels - mean) / std).to(device or torch.device("cpu"))
+    return ((pixels - _channels(MEAN)) / _channels(STD)).to(device or torch.device("cpu"))
+
+
+def _channels(values: Any) -> Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
 
 
 def _one_line(error: BaseException, limit: int = 300) -> str:
@@ -249,6 +251,12 @@ class OnnxTeacher(Teacher):
         self.spec = spec
         self.where = where or str(path)
         self.session = open_session(path)
+        import onnxruntime  # present: open_session needs it
+
+        # A failed run raises ORT's message, which _run puts in its one error line:
+        # ORT's own copy of it on stderr is silenced.
+        self._run_options = onnxruntime.RunOptions()
+        self._run_options.log_severity_level = 4
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
             raise InputError(
@@ -277,13 +285,8 @@ class OnnxTeacher(Teacher):
             )
         self.output_name = spec.output_name or names[0]
         self.has_pixel = spec.output == "map"
-        mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(STD).view(1, 3, 1, 1)
-        self._ours = (mean, std)
-        self._theirs = (
-            torch.tensor(spec.mean).view(1, 3, 1, 1),
-            torch.tensor(spec.std).view(1, 3, 1, 1),
-        )
+        self._ours = (_channels(MEAN), _channels(STD))
+        self._theirs = (_channels(spec.mean), _channels(spec.std))
         # The probe: run once, check the raw output against the description, then
         # map class names to the data's, and check the converted outputs too.
         batch = probe_batch(probe_size or self.input_size)
@@ -409,11 +412,11 @@ class OnnxTeacher(Teacher):
     def _run(self, x: np.ndarray) -> np.ndarray:
         """The chosen output for a batch; an ONNX Runtime failure names the file."""
         try:
+            run, names, options = self.session.run, [self.output_name], self._run_options
             if self.fixed_batch is None:
-                return np.asarray(self.session.run([self.output_name], {self.input_name: x})[0])
+                return np.asarray(run(names, {self.input_name: x}, options)[0])
             parts = [
-                self.session.run([self.output_name], {self.input_name: x[i : i + 1]})[0]
-                for i in range(x.shape[0])
+                run(names, {self.input_name: x[i : i + 1]}, options)[0] for i in range(x.shape[0])
             ]
             return np.concatenate(parts, axis=0)
         except Exception as error:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
