@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fasdistill.cli import main
-from fasdistill.config import RunConfig, load_recipe
+from fasdistill.config import BUILTIN_RECIPES, RunConfig, load_recipe
 from fasdistill.data.loader import CropDataset, read_crop_index
 from fasdistill.distill import Distilled, FeatureTaps, load_teacher, losses
 from fasdistill.engine import trainer as trainer_module
@@ -24,7 +24,7 @@ from fasdistill.engine.rundir import RunLogger
 from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
 from fasdistill.models import build_model, count_macs, count_params
-from test_train import REPO, make_index, torchrun
+from test_train import make_index, torchrun
 
 SIZE = 16
 
@@ -63,7 +63,7 @@ def recipe(teacher: Path | list[Path] | dict, terms: str, *extra: str) -> RunCon
         paths = teacher if isinstance(teacher, list) else [teacher]
         teachers = f"[{','.join(str(t) for t in paths)}]"
     return load_recipe(
-        REPO / "recipes" / "smoke.yaml",
+        BUILTIN_RECIPES / "smoke.yaml",
         [
             f"data.input_size={SIZE}",
             "model.aux=[pixel]",
@@ -335,7 +335,7 @@ def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
         "optim.lr=0.05",
     ]
     train(
-        load_recipe(REPO / "recipes" / "smoke.yaml", overrides),
+        load_recipe(BUILTIN_RECIPES / "smoke.yaml", overrides),
         toy_index,
         tmp_path / "single",
         show_progress=False,
@@ -343,7 +343,7 @@ def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
     done = torchrun(
         "distill",
         "--recipe",
-        str(REPO / "recipes" / "smoke.yaml"),
+        str(BUILTIN_RECIPES / "smoke.yaml"),
         "--data",
         str(toy_index),
         "--out",
@@ -548,7 +548,7 @@ def test_cli_distill_runs_and_names_a_missing_section(
     args = [
         "distill",
         "--recipe",
-        str(REPO / "recipes" / "distill_kd.yaml"),
+        str(BUILTIN_RECIPES / "distill_kd.yaml"),
         "--teacher",
         str(teacher),
         "--data",
@@ -571,7 +571,7 @@ def test_cli_distill_runs_and_names_a_missing_section(
             [
                 "distill",
                 "--recipe",
-                str(REPO / "recipes" / "smoke.yaml"),
+                str(BUILTIN_RECIPES / "smoke.yaml"),
                 "--data",
                 str(toy_index),
                 "--out",
@@ -584,10 +584,10 @@ def test_cli_distill_runs_and_names_a_missing_section(
 
 
 def test_overrides_index_into_term_lists() -> None:
-    config = load_recipe(REPO / "recipes" / "distill_at.yaml", ["distill.terms.1.weight=500"])
+    config = load_recipe(BUILTIN_RECIPES / "distill_at.yaml", ["distill.terms.1.weight=500"])
     assert config.distill is not None and config.distill.terms[1].weight == 500
     with pytest.raises(InputError, match="is a list of 2; '5' is not an index"):
-        load_recipe(REPO / "recipes" / "distill_at.yaml", ["distill.terms.5.weight=1"])
+        load_recipe(BUILTIN_RECIPES / "distill_at.yaml", ["distill.terms.5.weight=1"])
     with pytest.raises(InputError, match="give fixed weights or adaptive"):
         load_recipe(
             None,

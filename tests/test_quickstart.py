@@ -2,25 +2,63 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fasdistill.errors import InputError
-from fasdistill.quickstart import STAGES, Budget, best_method, headline_lines, run_quickstart
+from fasdistill.quickstart import (
+    BUDGETS,
+    METHOD_FILE,
+    STAGES,
+    Budget,
+    headline_lines,
+    packaged_method,
+    run_quickstart,
+)
 from fasdistill.swap.measure import SwapOptions
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = Budget("tiny", subjects=3, teacher_steps=2, student_steps=2, seconds=(1,) * 6,
               input_size=16, crop_size=32, image_size=64)  # fmt: skip
 # Two optimiser steps give near-random models: INT8 would fail its decision parity check.
 FAST = SwapOptions(("onnx", "pytorch"), latency_runs=2, latency_seconds=0.0, bootstrap=20, batch=2)
+_OPENED: list[list[str]] = []  # files opened while a `files_opened` block runs
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and _OPENED and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED[-1].append(os.fsdecode(args[0]))
+
+
+sys.addaudithook(_audit)  # records only inside `files_opened`
+
+
+@contextmanager
+def files_opened() -> Iterator[list[str]]:
+    """Every file this process opens inside the block (the students' processes are not seen)."""
+    _OPENED.append([])
+    try:
+        yield _OPENED[-1]
+    finally:
+        _OPENED.pop()
 
 
 def test_quickstart_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "qs"
     lines: list[str] = []
-    headline = run_quickstart(out, TINY, lines.append, ("onnx",), FAST)
+    with files_opened() as opened:
+        headline = run_quickstart(out, TINY, lines.append, ("onnx",), FAST)
+    benchmarks = str((REPO / "benchmarks").resolve())
+    assert opened and not [f for f in opened if Path(f).resolve().is_relative_to(benchmarks)]
     for stage in STAGES:
         assert (out / "stages" / f"{stage}.json").exists(), stage
     assert (out / "swap" / "report.html").exists() and (out / "synthspoof-preview.png").exists()
@@ -31,9 +69,15 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     assert headline["speedup"] == pytest.approx(
         swap["models"][1]["vs_reference"]["onnx"]["speedup"]
     )
+    # Every model has a latency on the headline runtime, the scratch student too.
+    scratch_ms = swap["models"][2]["latency"]["onnx"]["batch1"]["median_ms"]
+    assert headline["scratch_ms"] == scratch_ms
     assert headline == json.loads((out / "headline.json").read_text())
     assert any("[3/6] teacher: ResNet-18, 2 steps" in line for line in lines)
     text = "\n".join(headline_lines(headline))
+    scratch_row = next(line for line in text.splitlines() if line.startswith("| student, scratch"))
+    cells = [cell.strip() for cell in scratch_row.strip("|").split("|")]
+    assert cells[2] == f"{scratch_ms:.3f}", scratch_row
     assert "speed-up" in text and "retention" in text and "report:" in text
     assert ("distillation helped" in text) != ("distillation did NOT help" in text)
     # A rerun skips every finished stage; a removed stage marker is redone alone.
@@ -47,8 +91,17 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path: Path) -> None:
         run_quickstart(out, Budget("other", 4, 2, 2, (1,) * 6, 16, 32, 64), again.append)
 
 
-def test_the_method_is_the_benchmark_s_best_on_dev(tmp_path: Path) -> None:
-    results = tmp_path / "kd_gain.json"
+def _method_script() -> Any:
+    """benchmarks/quickstart_method.py as a module (it holds the choosing rule)."""
+    path = REPO / "benchmarks" / "quickstart_method.py"
+    spec = importlib.util.spec_from_file_location("quickstart_method", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_method_is_the_benchmark_s_best_on_dev() -> None:
     runs = {
         "intra/kd/seed0": {"method": "kd", "dev": {"acer": 0.10}, "test": {"acer": 0.01}},
         "intra/kd/seed1": {"method": "kd", "dev": {"acer": 0.06}, "test": {"acer": 0.01}},
@@ -56,6 +109,49 @@ def test_the_method_is_the_benchmark_s_best_on_dev(tmp_path: Path) -> None:
         "intra/scratch/seed0": {"method": "scratch", "dev": {"acer": 0.01}, "test": {}},
         "lodo_phone/dkd/seed0": {"method": "dkd", "dev": {"acer": 0.0}, "test": {}},
     }
-    results.write_text(json.dumps({"results": runs}))
-    assert best_method(results)[0] == "at"  # dev decides (0.07 < mean 0.08), never test
-    assert best_method(tmp_path / "missing.json")[0] == "kd"
+    choice = _method_script().choose({"results": runs}, "kd_gain.json")
+    assert choice["method"] == "at"  # dev decides (0.07 < mean 0.08), never test
+    assert choice["dev_acer"] == 0.07 and choice["recipe"] == "distill_at"
+
+
+def test_the_packaged_method_is_what_the_committed_results_choose() -> None:
+    results = REPO / "benchmarks" / "results" / "kd_gain.json"
+    recomputed = _method_script().choose(
+        json.loads(results.read_text()), str(results.relative_to(REPO))
+    )
+    assert json.loads(METHOD_FILE.read_text()) == recomputed
+    method, why = packaged_method()
+    assert method == recomputed["method"] and f"{100 * recomputed['dev_acer']:.1f} %" in why
+
+
+def test_a_damaged_method_file_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "quickstart_method.json"
+    broken.write_text('{"method": "kd"}')
+    with pytest.raises(InputError, match=r"quickstart_method\.json: unreadable method choice"):
+        packaged_method(broken)
+    broken.write_text('{"method": "nonesuch", "dev_acer": 0.1}')
+    with pytest.raises(InputError, match="distill_nonesuch"):
+        packaged_method(broken)
+
+
+def test_the_smoke_budget_is_small_and_times_swap_briefly() -> None:
+    from fasdistill.cli import build_parser
+
+    args = build_parser().parse_args(["quickstart", "--budget", "smoke"])
+    smoke, small = BUDGETS[args.budget], BUDGETS["small"]
+    assert smoke.subjects >= 3 and len(smoke.seconds) == len(STAGES)  # intra needs 3 subjects
+    for field in ("subjects", "teacher_steps", "student_steps", "input_size", "image_size"):
+        assert getattr(smoke, field) < getattr(small, field), field
+    assert smoke.latency_runs < small.latency_runs and smoke.bootstrap < small.bootstrap
+    assert sum(smoke.seconds) <= 180  # "a couple of minutes" on 2 cores, by its own ETA
+
+
+@pytest.mark.slow
+def test_the_smoke_budget_writes_every_file_of_a_real_run(tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    headline = run_quickstart(out, "smoke", lambda line: None)
+    for stage in STAGES:
+        assert (out / "stages" / f"{stage}.json").exists(), stage
+    for name in ("headline.json", "swap/report.html", "swap/swap.json", "export/model.onnx"):
+        assert (out / name).exists(), name
+    assert headline["scratch_ms"] > 0 and headline["method"] == packaged_method()[0]

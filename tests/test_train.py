@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fasdistill.cli import main
-from fasdistill.config import RunConfig, load_recipe
+from fasdistill.config import BUILTIN_RECIPES, RunConfig, load_recipe
 from fasdistill.data.prepare import INDEX_COLUMNS
 from fasdistill.engine.checkpoint import load_checkpoint
 from fasdistill.engine.objective import Supervised
@@ -80,7 +80,7 @@ def toy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def smoke(**overrides: object) -> RunConfig:
     items = [f"{k}={v}" for k, v in overrides.items()]
-    return load_recipe(REPO / "recipes" / "smoke.yaml", items)
+    return load_recipe(BUILTIN_RECIPES / "smoke.yaml", items)
 
 
 def test_learns_a_separable_set_and_records_the_run(toy_index: Path, tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) ->
         "data.augment.resized_crop=[1.0,1.0]",
     ]
     train(
-        load_recipe(REPO / "recipes" / "smoke.yaml", overrides),
+        load_recipe(BUILTIN_RECIPES / "smoke.yaml", overrides),
         toy_index,
         tmp_path / "single",
         show_progress=False,
@@ -208,7 +208,7 @@ def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) ->
     done = torchrun(
         "train",
         "--recipe",
-        str(REPO / "recipes" / "smoke.yaml"),
+        str(BUILTIN_RECIPES / "smoke.yaml"),
         "--data",
         str(toy_index),
         "--out",
@@ -236,7 +236,7 @@ def test_learning_rate_schedules() -> None:
 
 
 def test_recipes_validate_and_name_known_models() -> None:
-    for path in sorted((REPO / "recipes").glob("*.yaml")):
+    for path in sorted(BUILTIN_RECIPES.glob("*.yaml")):
         config = load_recipe(path)
         build_model(config.model.name, num_classes=3, aux=tuple(config.model.aux))
 
@@ -253,7 +253,7 @@ def test_recipes_validate_and_name_known_models() -> None:
 )
 def test_bad_recipes_name_the_key(overrides: list[str], message: str) -> None:
     with pytest.raises(InputError, match=message.replace(".", r"\.")):
-        load_recipe(REPO / "recipes" / "smoke.yaml", overrides)
+        load_recipe(BUILTIN_RECIPES / "smoke.yaml", overrides)
 
 
 def test_cli_train_and_models(
@@ -265,7 +265,7 @@ def test_cli_train_and_models(
             [
                 "train",
                 "--recipe",
-                str(REPO / "recipes" / "smoke.yaml"),
+                str(BUILTIN_RECIPES / "smoke.yaml"),
                 "--data",
                 str(toy_index),
                 "--out",
@@ -283,7 +283,7 @@ def test_cli_train_and_models(
             [
                 "train",
                 "--recipe",
-                str(REPO / "recipes" / "smoke.yaml"),
+                str(BUILTIN_RECIPES / "smoke.yaml"),
                 "--data",
                 str(toy_index),
                 "--out",

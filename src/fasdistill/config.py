@@ -305,6 +305,7 @@ class RunConfig(_Section):
     """A full training recipe."""
 
     name: str = "run"
+    description: str = ""  # one line, shown by ``fasdistill recipes``
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -374,13 +375,42 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return pairs
 
 
+# The recipes shipped inside the package (``fasdistill recipes`` lists them).
+BUILTIN_RECIPES = Path(__file__).resolve().with_name("recipes")
+
+
+def builtin_recipe_names() -> list[str]:
+    """The names of the built-in recipes (file stems), sorted."""
+    return sorted(p.stem for p in BUILTIN_RECIPES.glob("*.yaml"))
+
+
+def resolve_recipe(recipe: str | os.PathLike[str]) -> Path:
+    """A recipe file from a path or a built-in name (``teacher_resnet18[.yaml]``).
+
+    An existing file wins, so a local copy is never shadowed by a built-in of the
+    same name; a bare name (no folder) is then looked up among the built-in recipes.
+    """
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    if len(path.parts) == 1 and path.suffix in ("", ".yaml", ".yml"):
+        builtin = BUILTIN_RECIPES / f"{path.stem}.yaml"
+        if builtin.is_file():
+            return builtin
+    raise InputError(
+        f"{recipe}: no such recipe file and no built-in recipe of that name; built-in: "
+        f"{', '.join(builtin_recipe_names())} (`fasdistill recipes` describes them)"
+    )
+
+
 def load_recipe(
     path: str | os.PathLike[str] | None, overrides: list[str] | None = None
 ) -> RunConfig:
-    """Read a YAML recipe (or defaults when ``path`` is None), apply overrides, validate."""
+    """Read a YAML recipe (path or built-in name; defaults if None), apply overrides, validate."""
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
+        path = resolve_recipe(path)
         source = str(path)
         try:
             loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -408,4 +438,6 @@ def dump_recipe(config: RunConfig) -> str:
     data = config.model_dump(mode="json")
     if data["distill"] is None:  # supervised recipes read as they always did
         del data["distill"]
+    if not data["description"]:  # and so do recipes without a description
+        del data["description"]
     return yaml.safe_dump(data, sort_keys=False)

@@ -2,11 +2,12 @@
 
 ``fasdistill quickstart`` generates SynthSpoof, prepares face crops, trains a
 ResNet-18 teacher, trains the swapnet student from scratch and distils it with the
-best method of ``benchmarks/kd_gain.py`` (chosen there on dev), exports the
-distilled student to every installed runtime (each file parity-checked), measures
-SWAP for teacher, distilled and scratch students side by side and writes the
-report. Every stage records its result in ``OUT/stages/<stage>.json``: a rerun
-skips finished stages, and a killed training resumes from its ``last.pt``.
+best method of ``benchmarks/kd_gain.py`` (chosen there on dev and recorded in the
+package, ``recipes/quickstart_method.json``), exports the distilled student to every
+installed runtime (each file parity-checked), measures SWAP for teacher, distilled
+and scratch students side by side and writes the report. Every stage records its
+result in ``OUT/stages/<stage>.json``: a rerun skips finished stages, and a killed
+training resumes from its ``last.pt``. It needs nothing but the installed package.
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from fasdistill.config import BUILTIN_RECIPES, resolve_recipe
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_json
 
-REPO = Path(__file__).resolve().parents[2]
-RECIPES = REPO / "recipes"
-KD_GAIN_RESULTS = REPO / "benchmarks" / "results" / "kd_gain.json"
+# The distillation method, chosen once from benchmarks/kd_gain.py's results
+# (``python benchmarks/quickstart_method.py`` writes it); shipped with the recipes.
+METHOD_FILE = BUILTIN_RECIPES / "quickstart_method.json"
 STAGES = ("synth", "prepare", "teacher", "students", "export", "swap")
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Data size and optimiser steps; ``seconds``: each stage's time on a 2-vCPU VM (for ETAs)."""
+    """Data size, optimiser steps and SWAP timing; ``seconds``: each stage's time on a
+    2-vCPU VM (for ETAs)."""
 
     name: str
     subjects: int  # SynthSpoof subjects per domain
@@ -42,38 +45,43 @@ class Budget:
     input_size: int = 64
     crop_size: int = 96
     image_size: int = 128
+    latency_runs: int = 200  # SWAP timing (SwapOptions): runs, at least this many seconds,
+    latency_seconds: float = 3.0
+    bootstrap: int = 1000  # and resamples of the retention interval
 
 
 BUDGETS = {
+    # Every stage and every file of the others, in about two minutes: a check, not a result.
+    "smoke": Budget(
+        "smoke",
+        subjects=4,
+        teacher_steps=30,
+        student_steps=30,
+        seconds=(10, 2, 15, 15, 10, 25),
+        input_size=32,
+        crop_size=48,
+        image_size=64,
+        latency_runs=20,
+        latency_seconds=0.2,
+        bootstrap=200,
+    ),
     "small": Budget("small", 40, 400, 300, (25, 5, 430, 225, 35, 75)),
     "full": Budget("full", 60, 810, 405, (40, 5, 1200, 330, 40, 80)),
 }
 
 
-def best_method(results: Path = KD_GAIN_RESULTS) -> tuple[str, str]:
-    """The distillation method with the best mean *dev* ACER on ``intra``, and why."""
+def packaged_method(path: Path = METHOD_FILE) -> tuple[str, str]:
+    """The distillation method the quick start uses, and why (data shipped in the package)."""
     try:
-        runs = json.loads(results.read_text())["results"]
-    except (OSError, ValueError, KeyError):
-        return "kd", f"{results} not found: plain Hinton KD"
-    dev: dict[str, list[float]] = {}
-    for name, run in runs.items():
-        if name.startswith("intra/") and run["method"] not in ("teacher", "scratch"):
-            dev.setdefault(run["method"], []).append(run["dev"]["acer"])
-    if not dev:
-        return "kd", f"no intra students in {results}: plain Hinton KD"
-    method = min(dev, key=lambda m: (sum(dev[m]) / len(dev[m]), m))
-    mean = 100 * sum(dev[method]) / len(dev[method])
-    return method, f"best mean dev ACER ({mean:.1f} %) of benchmarks/kd_gain.py on intra"
-
-
-def _recipe(name: str) -> Path:
-    path = RECIPES / f"{name}.yaml"
-    if not path.is_file():
+        choice = json.loads(path.read_text(encoding="utf-8"))
+        method, dev_acer = str(choice["method"]), float(choice["dev_acer"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
-            f"{path}: recipe not found (run quickstart from a clone of the repository)"
-        )
-    return path
+            f"{path}: unreadable method choice ({exc}); reinstall fasdistill"
+        ) from None
+    resolve_recipe(f"distill_{method}")  # a broken install fails here, before any work
+    why = f"best mean dev ACER ({100 * dev_acer:.1f} %) of benchmarks/kd_gain.py on intra"
+    return method, why
 
 
 def train_run(
@@ -94,7 +102,7 @@ def train_run(
     last = run / "checkpoints" / "last.pt"
     start = time.perf_counter()
     train(
-        load_recipe(_recipe(recipe), overrides),
+        load_recipe(recipe, overrides),
         index,
         run,
         resume=last.exists(),
@@ -127,7 +135,7 @@ class Quickstart:
     ) -> None:
         self.out, self.budget, self.log = Path(out), budget, log
         self.formats = formats  # None: every format (those not installed are skipped)
-        self.swap_options = swap_options
+        self.swap_options = swap_options  # None: SwapOptions() with the budget's timing
         self.index = self.out / "crops" / "index.csv"
         self.started = time.perf_counter()
         self.spent: dict[str, float] = {}
@@ -265,11 +273,15 @@ class Quickstart:
         from fasdistill.swap.report import write_reports
 
         out = self.out / "swap"
+        b = self.budget
+        timing = SwapOptions(
+            latency_runs=b.latency_runs, latency_seconds=b.latency_seconds, bootstrap=b.bootstrap
+        )
         swap = run_swap(
             [Path(c) for c in checkpoints],
             self.index,
             out,
-            self.swap_options or SwapOptions(),
+            self.swap_options or timing,
             log=lambda line: self.log(f"      {line}"),
         )
         write_reports(swap, out)
@@ -291,9 +303,9 @@ def run_quickstart(
         if budget not in BUDGETS:
             raise InputError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
         budget = BUDGETS[budget]
-    method, why = best_method()
-    for recipe in ("teacher_resnet18", "student_swapnet", f"distill_{method}"):
-        _recipe(recipe)
+    method, why = packaged_method()
+    for recipe in ("teacher_resnet18", "student_swapnet"):
+        resolve_recipe(recipe)
     quick = Quickstart(Path(out), budget, log, formats, swap_options)
     quick.check_out()
     b = quick.budget
@@ -333,6 +345,7 @@ def summarise(swap: dict[str, Any], method: str, why: str) -> dict[str, Any]:
         "student_params": distilled["weight"]["params"],
         "teacher_ms": teacher["latency"][runtime]["batch1"]["median_ms"],
         "student_ms": distilled["latency"][runtime]["batch1"]["median_ms"],
+        "scratch_ms": scratch["latency"][runtime]["batch1"]["median_ms"],
         "speedup": vs[runtime]["speedup"],
         "energy_ratio": vs[runtime]["energy_ratio"],
         "energy_source": distilled["power"][runtime]["energy_source"],
@@ -363,8 +376,8 @@ def headline_lines(h: dict[str, Any]) -> list[str]:
         f"| {100 * acer['teacher']:.1f} % | {auc['teacher']:.3f} |",
         f"| student, {h['method']} | {h['student_params'] / 1e6:.3f} M | {h['student_ms']:.3f} "
         f"| {100 * acer['distilled']:.1f} % | {auc['distilled']:.3f} |",
-        f"| student, scratch | {h['student_params'] / 1e6:.3f} M | | "
-        f"{100 * acer['scratch']:.1f} % | {auc['scratch']:.3f} |",
+        f"| student, scratch | {h['student_params'] / 1e6:.3f} M | {h['scratch_ms']:.3f} "
+        f"| {100 * acer['scratch']:.1f} % | {auc['scratch']:.3f} |",
         "",
         f"speed-up {h['speedup']:.1f}x, "
         f"parameters {h['teacher_params'] / h['student_params']:.0f}x fewer, "

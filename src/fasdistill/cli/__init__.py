@@ -16,6 +16,7 @@ from fasdistill.cli.data import add_metrics, add_models, add_prepare, add_synth
 from fasdistill.cli.deploy import add_export, add_swap
 from fasdistill.cli.infer import add_calibrate, add_predict
 from fasdistill.cli.quickstart import add_quickstart
+from fasdistill.cli.recipes import add_recipes
 from fasdistill.cli.train import add_distill, add_train
 from fasdistill.errors import FasDistillError
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth(sub)
     add_prepare(sub)
     add_models(sub)
+    add_recipes(sub)
     add_train(sub)
     add_distill(sub)
     add_metrics(sub)

@@ -31,7 +31,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "dev split (ACER or EER at the dev EER threshold; the test split is never read). "
         "Multi-GPU/multi-node: torchrun --nproc_per_node N -m fasdistill.cli train ...",
     )
-    p.add_argument("--recipe", type=Path, help="YAML recipe (see recipes/); defaults if omitted")
+    p.add_argument(
+        "--recipe",
+        help="built-in recipe name (see `fasdistill recipes`) or YAML file; defaults if omitted",
+    )
     _add_run_arguments(p)
     p.set_defaults(handler=_run_train, stage="train")
 
@@ -43,7 +46,9 @@ def _run_train(args: argparse.Namespace) -> int:
     config = load_recipe(args.recipe, args.overrides)
     if args.stage == "distill":
         if config.distill is None:
-            raise InputError(f"{args.recipe}: no distill: section (see recipes/distill_kd.yaml)")
+            raise InputError(
+                f"{args.recipe}: no distill: section (see `fasdistill recipes distill_kd`)"
+            )
         if args.teacher is not None:  # the first teacher's file; its stated preprocessing stays
             config.distill.teacher[0].path = args.teacher
     run_dir = args.out or Path("runs") / config.name
@@ -67,7 +72,11 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
         "(a fasdistill best.pt, or an ONNX model with its preprocessing in the recipe). Same "
         "loop as `train`: dev-only selection, torchrun DDP, AMP, bit-exact --resume.",
     )
-    p.add_argument("--recipe", required=True, type=Path, help="YAML recipe with a distill: section")
+    p.add_argument(
+        "--recipe",
+        required=True,
+        help="recipe with a distill: section: a built-in name (e.g. distill_kd) or a YAML file",
+    )
     p.add_argument("--teacher", help="teacher best.pt or .onnx (overrides distill.teacher)")
     _add_run_arguments(p)
     p.set_defaults(handler=_run_train, stage="distill")
