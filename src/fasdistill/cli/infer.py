@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -33,8 +34,16 @@ def add_calibrate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="calibrated model (default: <name>.calibrated<ext>)")
     p.add_argument("--split", default="dev", help="split of the index to calibrate on (dev)")
     p.add_argument("--level", choices=("frame", "video"), help="default: the model's own level")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples; 0: no intervals")
+    p.add_argument(
+        "--bootstrap", type=int, default=1000, help="resamples (at least 40); 0: no intervals"
+    )
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write a threshold outside [0, 1] or one that rejects every live face or accepts "
+        "every attack of a species on this data (refused otherwise)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_run_calibrate, stage="calibrate")
 
@@ -59,9 +68,11 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         level=args.level,
         bootstrap=args.bootstrap,
         threads=args.threads,
+        force=args.force,
     )
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2), flush=True)
+        _warn(report["warnings"])
         return 0
     on, oob, before = (
         report["on_calibration_data"],
@@ -69,25 +80,43 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         report["at_previous_threshold"],
     )
     n = report["samples"]
+    was = (
+        "the model had none"
+        if report["previous_threshold"] is None
+        else f"was {report['previous_threshold']:.6g}, {report['previous_criterion']}"
+    )
     lines = [
         f"calibrated on {n['bonafide']} bona fide + {n['attack']} attack {report['level']}-level "
         f"samples of {report['subjects']} subjects ({report['data']})",
-        f"threshold {report['threshold']:.6g} by {report['criterion']} "
-        f"(was {report['previous_threshold']:.6g}, {report['previous_criterion']})",
-        f"  at the old threshold here: APCER {_pct(before['apcer'])}, "
-        f"BPCER {_pct(before['bpcer'])}",
-        f"  on this data:             APCER {_pct(on['apcer'])}{_interval(on['apcer_ci'])}, "
-        f"BPCER {_pct(on['bpcer'])}{_interval(on['bpcer_ci'])}",
+        f"threshold {report['threshold']:.6g} by {report['criterion']} ({was})",
     ]
-    if oob and oob.get("valid_resamples"):
+    if before is not None:
+        lines.append(
+            f"  at the old threshold here: APCER {_pct(before['apcer'])}, "
+            f"BPCER {_pct(before['bpcer'])}"
+        )
+    lines.append(
+        f"  on this data:             APCER {_pct(on['apcer'])}{_interval(on['apcer_ci'])}, "
+        f"BPCER {_pct(on['bpcer'])}{_interval(on['bpcer_ci'])}"
+    )
+    if oob and "apcer" in oob:
         lines.append(
             f"  expected on new subjects: APCER {_pct(oob['apcer'])}{_interval(oob['apcer_ci'])}, "
             f"BPCER {_pct(oob['bpcer'])}{_interval(oob['bpcer_ci'])} "
             f"(out of bag, {oob['valid_resamples']} resamples, 95 % intervals)"
         )
+    elif oob:
+        lines.append(f"  expected on new subjects: {oob['note']}")
     lines.append(f"wrote {report['calibrated_model']}")
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
+    _warn(report["warnings"])
     return 0
+
+
+def _warn(warnings: list[str]) -> None:
+    """Warnings last, on stderr, so a JSON report on stdout stays parseable."""
+    for warning in warnings:
+        print(f"fasdistill calibrate: warning: {warning}", file=sys.stderr)
 
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})

@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,13 @@ from fasdistill.engine.provenance import versions
 from fasdistill.errors import InputError
 from fasdistill.models import DeployableFAS, FASModel, build_model
 from fasdistill.utils.atomic import atomic_write_bytes
+from fasdistill.utils.sniff import model_format
+from fasdistill.utils.text import first_line, strip_ansi
 
 CHECKPOINT_FORMAT = "fasdistill-checkpoint"
 CHECKPOINT_VERSION = 1
+# torch names the class a weights-only load refused: "Unsupported global: GLOBAL a.B was not..."
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -35,17 +39,49 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a checkpoint safely (tensors and plain containers only)."""
+    """Load a checkpoint safely (tensors and plain containers only).
+
+    Anything else is one line that says what the file is (a directory, empty, an
+    ONNX model under a ``.pt`` name, a PyTorch file of other objects): never the
+    loader's advice to load it unsafely.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected a model file")
+    if not path.exists():
+        raise InputError(f"{path}: checkpoint not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: is empty (0 bytes), not a fasdistill checkpoint")
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: checkpoint not found") from None
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: not a readable fasdistill checkpoint ({first_line})") from None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a foreign file makes torch raise many types
+        raise InputError(f"{path}: {_unreadable(path, exc)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"{path}: not a fasdistill checkpoint (no format {CHECKPOINT_FORMAT!r})")
     return state
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused ``path``, in the user's terms."""
+    kind = model_format(path)
+    if kind == "onnx":
+        return "looks like an ONNX model, not a fasdistill checkpoint; rename it to .onnx"
+    if kind is None:
+        return "not a readable fasdistill checkpoint (neither a PyTorch nor an ONNX file)"
+    text = strip_ansi(str(exc))
+    refused = _REFUSED_GLOBAL.search(text)
+    if refused:
+        return (
+            f"not a fasdistill checkpoint: it holds Python objects ({refused.group(1)}) that "
+            "safe loading refuses; fasdistill checkpoints hold only tensors and plain containers"
+        )
+    if "weights_only" in text or "WeightsUnpickler" in text:
+        return (
+            "not a fasdistill checkpoint: safe loading refuses its contents; fasdistill "
+            "checkpoints hold only tensors and plain containers"
+        )
+    reason = first_line(exc).split(". ")[0]  # torch appends paragraphs of advice
+    return f"not a readable fasdistill checkpoint (truncated or corrupt: {reason})"
 
 
 def rng_state() -> dict[str, Any]:

@@ -9,6 +9,8 @@ and all its rates come from one matrix product.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fasdistill.errors import InputError
@@ -16,6 +18,30 @@ from fasdistill.metrics.scores import ScoreSet
 
 UNITS = ("subject", "video")
 _MAX_WEIGHTS = 20_000_000  # weights held at once (resamples x units), about 160 MB
+
+
+def min_resamples(confidence: float = 0.95) -> int:
+    """Fewest resamples whose percentile interval has a resample beyond each bound.
+
+    Each tail holds a share (1 - confidence) / 2 of the resamples; with fewer than
+    2 / (1 - confidence) of them (40 at 95 %) a tail holds less than one resample,
+    and the bound is just the most extreme resample drawn.
+    """
+    return math.ceil(2.0 / (1.0 - confidence) - 1e-9)
+
+
+def min_units(confidence: float = 0.95) -> int:
+    """Fewest resampling units (subjects) for a percentile interval not set by one unit.
+
+    A resample that draws the same one of k units k times has probability k**-k;
+    while that exceeds the tail share (1 - confidence) / 2, the interval's bound is
+    that single unit's own rate. At 95 % this needs k >= 4 (3**-3 = 3.7 % > 2.5 %).
+    """
+    alpha = (1.0 - confidence) / 2.0
+    k = 1
+    while k ** (-k) > alpha:
+        k += 1
+    return k
 
 
 def _unit_counts(scores: ScoreSet, threshold: float, unit: str) -> np.ndarray:

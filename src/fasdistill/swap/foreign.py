@@ -15,78 +15,26 @@ our own exports, or from a small YAML sidecar beside it (``model.onnx.yaml`` or
     live_index: 0            # logits/probability: the bona fide column
     classes: [...]           # logits: class names, to reorder to the data's
 
-Its threshold is chosen on the dev split (EER) like every other model's.
+The sidecar is read by :mod:`fasdistill.infer.foreign` (shared with ``predict`` and
+``calibrate``, which also read ``threshold`` from it). In the report its threshold is
+chosen on the dev split (EER) like every other model's.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from pydantic import ValidationError
 
-from fasdistill.config import TeacherSpec, _format_errors
 from fasdistill.data.loader import CropIndex
 from fasdistill.distill.teacher import OnnxTeacher
 from fasdistill.errors import InputError
-from fasdistill.export.onnx import METADATA_FORMAT, metadata_props
+from fasdistill.infer.foreign import SIDECAR_KEYS, foreign_spec, sidecar_for
 from fasdistill.models import bonafide_score
 
-SIDECAR_KEYS = set(TeacherSpec.model_fields) - {"path", "bn_train"}
-
-
-def sidecar_for(path: Path) -> Path | None:
-    """``model.onnx.yaml`` or ``model.yaml`` beside ``path``, if one exists."""
-    for candidate in (path.with_name(path.name + ".yaml"), path.with_suffix(".yaml")):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def foreign_spec(path: Path) -> tuple[TeacherSpec, str]:
-    """The preprocessing and output meaning of ``path`` and where they came from."""
-    if not path.is_file():
-        raise InputError(f"{path}: model not found")
-    sidecar = sidecar_for(path)
-    if sidecar is not None:
-        try:
-            data = yaml.safe_load(sidecar.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"{sidecar}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{sidecar}: expected a mapping of keys, got {type(data).__name__}")
-        unknown = sorted(set(data) - SIDECAR_KEYS)
-        if unknown:
-            raise InputError(
-                f"{sidecar}: unknown key {unknown[0]!r}; known: {', '.join(sorted(SIDECAR_KEYS))}"
-            )
-        try:
-            return TeacherSpec(path=str(path), **data), str(sidecar)
-        except ValidationError as error:
-            raise InputError(_format_errors(error, str(sidecar))) from None
-    props = metadata_props(path)
-    if props.get("fasdistill_format") == METADATA_FORMAT:
-        return (
-            TeacherSpec(
-                path=str(path),
-                input_size=json.loads(props["input_size"]),
-                colour_order=json.loads(props["colour_order"]),
-                mean=json.loads(props["mean"]),
-                std=json.loads(props["std"]),
-                crop_scale=json.loads(props["crop_scale"]),
-                output="probability",
-                output_name="score",
-            ),
-            "fasdistill metadata",
-        )
-    raise InputError(
-        f"{path}: an ONNX model without fasdistill metadata needs a sidecar "
-        f"{path.name}.yaml stating input_size, colour_order, mean, std, crop_scale and output"
-    )
+__all__ = ["SIDECAR_KEYS", "ForeignModel", "foreign_spec", "onnx_weight", "sidecar_for"]
 
 
 def onnx_weight(path: Path, input_size: int) -> dict[str, Any]:

@@ -1,0 +1,26 @@
+"""Third-party exception text made fit for a one-line user message.
+
+Libraries put terminal colour codes (PyTorch wraps advice in ``ESC[1m``) and
+multi-paragraph advice into their exceptions. A message we echo keeps one plain
+line of their text: the part that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences (colours, bold, cursor moves)."""
+    return _ANSI.sub("", text)
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of an exception's text, plain; its type name if it has none."""
+    text = strip_ansi(str(error))
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return type(error).__name__ if isinstance(error, BaseException) else ""
