@@ -26,7 +26,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -233,9 +232,8 @@ def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> d
         # still stands), so evaluate the finished run again instead of retraining it.
         return summarise(job, run_dir, index, recipe, result["overrides"], result["wall_seconds"])
     config = load_recipe(recipe, overrides)
+    # A run killed before its first checkpoint starts again (train() replaces its files).
     last = run_dir / "checkpoints" / "last.pt"
-    if run_dir.exists() and not last.exists():  # killed before its first epoch ended
-        shutil.rmtree(run_dir)
     start = time.perf_counter()
     train(config, index, run_dir, resume=last.exists(), show_progress=False)
     return summarise(job, run_dir, index, recipe, overrides, time.perf_counter() - start)
