@@ -18,8 +18,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         "PyTorch on real crops",
         description="Export a deployable checkpoint. Every artifact carries its preprocessing "
         "and calibrated threshold as metadata, and is written only after its scores on real dev "
-        "crops match PyTorch's. INT8 is calibrated on train crops. export.json records parity, "
-        "file sizes, dev/test metrics at the embedded threshold and interleaved latency.",
+        "crops match PyTorch's. INT8 is calibrated on train crops; its classifier head and "
+        "score stay fp32. export.json records parity, score resolution, file sizes, dev/test "
+        "metrics at the embedded threshold and interleaved latency. A format that fails is "
+        "recorded there with its reason and the others are still written: exit status 1 then, "
+        "0 when every format was written or skipped, 2 on bad input (nothing written). "
+        "Third-party output goes to OUT/third_party.log.",
     )
     p.add_argument("checkpoint", type=Path, help="a best.pt written by train or distill")
     p.add_argument("--data", required=True, type=Path, help="prepared index.csv or its directory")
@@ -43,7 +47,11 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from fasdistill.export.pipeline import FORMATS, ExportOptions, export_checkpoint
+    import shutil
+    import tempfile
+
+    from fasdistill.export.pipeline import FORMATS, ExportOptions, prepare_export, run_export
+    from fasdistill.utils.quiet import third_party_to_log
 
     named = args.format is not None
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip()) if named else FORMATS
@@ -59,9 +67,33 @@ def _run_export(args: argparse.Namespace) -> int:
         latency_runs=args.latency_runs,
         latency_seconds=args.latency_seconds,
     )
-    export_checkpoint(args.checkpoint, args.data, args.out, options)
-    print(f"wrote {args.out / 'export.json'}")
-    return 0
+    # Runtimes print as they load, during the checks too; the checks write nothing, so
+    # their noise waits in a temporary log that moves into OUT once they pass.
+    with tempfile.TemporaryDirectory() as tmp:
+        early = Path(tmp) / "third_party.log"
+        with third_party_to_log(early):
+            job = prepare_export(args.checkpoint, args.data, args.out, options)
+        log_path = args.out / "third_party.log"
+        with early.open("rb") as source, log_path.open("ab") as target:
+            shutil.copyfileobj(source, target)
+    with third_party_to_log(log_path) as say:
+        report = run_export(job, log=say)
+        say(f"wrote {args.out / 'export.json'}; third-party output in {log_path}")
+        say(_export_closing_line(report))
+    return 1 if report["failed"] or "error" in report.get("latency", {}) else 0
+
+
+def _export_closing_line(report: dict) -> str:
+    """One line: how many artifacts were written, and which formats failed or were skipped."""
+    written, failed, skipped = report["formats"], report["failed"], report["skipped"]
+    parts = [f"{len(written)} artifact{'s' if len(written) != 1 else ''} written"]
+    if skipped:
+        parts.append(f"{len(skipped)} skipped (runtime not installed: {', '.join(skipped)})")
+    if "error" in report.get("latency", {}):
+        parts.append("latency not measured")
+    if failed:
+        return f"export finished with failures: {', '.join(failed)} failed; " + "; ".join(parts)
+    return "export finished: " + "; ".join(parts)
 
 
 def _pairs(text: str, flag: str) -> dict[str, str]:

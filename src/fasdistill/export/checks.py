@@ -1,8 +1,11 @@
-"""The checks every export passes before it is written.
+"""The checks every export passes before it is written, and what is reported of each.
 
 Parity: the export's scores on real dev crops against PyTorch's (fp32: by score,
 int8: by decision). Conversion: a converter's failure becomes one line that names
 the format and, when the converter says which, the operator that blocks it.
+Score resolution: how many distinct scores an export gives on those crops, so a
+score quantized onto a 1/255 grid (which no threshold calibration can work with)
+shows in the report.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +42,53 @@ def parity(
         "decision_agreement": float(same.mean()),
         "disagreements": int((~same).sum()),
     }
+
+
+def score_resolution(scores: np.ndarray) -> dict[str, Any]:
+    """How finely ``scores`` can separate crops: count, distinct values, smallest step.
+
+    ``grid`` names a quantization grid (``"1/255"``: a uint8 score, ``"1/256"``: an
+    int8 one) when at least two distinct scores strictly between 0 and 1 all lie on
+    it, else None.
+    """
+    values = np.unique(np.asarray(scores, dtype=np.float64))
+    steps = np.diff(values)
+    inner = values[(values > 0) & (values < 1)]
+    grid = None
+    for n in (255, 256):
+        if len(inner) >= 2 and np.allclose(values * n, np.round(values * n), rtol=0, atol=1e-3):
+            grid = f"1/{n}"
+            break
+    return {
+        "scores": len(scores),
+        "distinct": len(values),
+        "smallest_step": float(steps.min()) if len(steps) else None,
+        "grid": grid,
+    }
+
+
+def describe_resolution(resolution: dict[str, Any]) -> str:
+    """``score resolution: 256 dev scores, 256 distinct, smallest step 3.1e-07``."""
+    step = resolution["smallest_step"]
+    if resolution["grid"]:
+        step_text = f"on a {resolution['grid']} grid"
+    elif step is None:
+        step_text = "all equal"
+    else:
+        step_text = f"smallest step {step:.1e}"
+    return (
+        f"score resolution: {resolution['scores']} dev scores, "
+        f"{resolution['distinct']} distinct, {step_text}"
+    )
+
+
+def failure_reason(error: Exception) -> str:
+    """One line that says why a format failed: our message, or the error's type and first line."""
+    if isinstance(error, InputError):
+        return str(error).strip().splitlines()[0] if str(error).strip() else "failed"
+    text = str(error).strip()
+    first = text.splitlines()[0][:200] if text else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def require_parity(

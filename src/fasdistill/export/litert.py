@@ -9,8 +9,6 @@ time); the scorer loops over larger batches.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import warnings
 from collections.abc import Callable
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
+from fasdistill.export import pt2e
 from fasdistill.export.onnx import ScoredModel
 
 EXTRA = "pip install 'fasdistill[litert]'"
@@ -47,7 +46,8 @@ def export_tflite(
     """Write ``model`` as a batch-1 ``.tflite``; static int8 (PT2E) if ``calibration``.
 
     ``calibration``: preprocessed train crops (N, 3, S, S) that set the int8 ranges
-    (per-channel symmetric int8 weights, int8 activations).
+    (per-channel symmetric int8 weights, int8 activations); the classifier head and
+    the score stay fp32 (:mod:`fasdistill.export.pt2e`).
     """
     if not available():
         raise InputError(f"{path}: LiteRT is not installed ({EXTRA})")
@@ -56,24 +56,21 @@ def export_tflite(
     size = int(meta["input_size"])
     scored = ScoredModel(model).eval()
     example = (torch.zeros(1, 3, size, size),)
-    # The converter reports its progress on stdout; keep the CLI's own lines readable.
-    with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+    # The converter reports its progress on stdout: the CLI sends that to third_party.log.
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if calibration is None:
             converted = litert_torch.convert(scored, example)
         else:
             from litert_torch.quantize import pt2e_quantizer, quant_config
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
             quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
                 pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
             )
-            prepared = prepare_pt2e(torch.export.export(scored, example).module(), quantizer)
-            for image in calibration:  # observers see real crops, one at a time
-                prepared(torch.from_numpy(image[None]))
             converted = litert_torch.convert(
-                convert_pt2e(prepared, fold_quantize=False),
+                pt2e.quantize(scored, example, quantizer, calibration, fold_quantize=False),
                 example,
+                # The config only tells the converter static from dynamic quantization.
                 quant_config=quant_config.QuantConfig(pt2e_quantizer=quantizer),
             )
         path = Path(path)

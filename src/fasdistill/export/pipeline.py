@@ -3,9 +3,15 @@
 For every format: export to a temporary file, score real dev crops with it and with
 the PyTorch model, and keep the file only if the scores agree (fp32: max |Δ score|
 within a tolerance; int8: decisions at the calibrated threshold agree on enough
-crops). Then its dev and test ISO metrics at the embedded threshold and its latency,
-interleaved with the fp32 reference, go into ``export.json`` with the machine they
-were measured on.
+crops). Then its dev and test ISO metrics at the embedded threshold, its score
+resolution and its latency, interleaved with the fp32 reference, go into
+``export.json`` with the machine they were measured on.
+
+Bad input (checkpoint, index, options, a runtime asked for by name but not
+installed) stops :func:`prepare_export` before anything is written. After that, one
+format's failure (a converter crash, a refused parity gate, a runtime error) never
+sinks the others: :func:`run_export` records it in ``export.json["failed"]`` with
+its reason, still tries every other format, and always writes ``export.json``.
 """
 
 from __future__ import annotations
@@ -22,21 +28,58 @@ from typing import Any
 import numpy as np
 import torch
 
-from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
+from fasdistill.data.loader import CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
-from fasdistill.engine.evaluation import score_dataset
 from fasdistill.errors import InputError
 from fasdistill.export import litert, ncnn, pte
-from fasdistill.export.checks import conversion, parity, require_parity
-from fasdistill.export.onnx import INPUT_NAME, add_metadata, export_onnx
+from fasdistill.export.checks import (
+    conversion,
+    describe_resolution,
+    failure_reason,
+    parity,
+    require_parity,
+    score_resolution,
+)
+from fasdistill.export.onnx import add_metadata, export_onnx, onnx_metadata
 from fasdistill.export.quantize import quantize_int8
-from fasdistill.metrics import EvalOptions, evaluate
-from fasdistill.metrics.scores import ScoreSet
-from fasdistill.models import bonafide_score
+from fasdistill.export.scoring import (
+    PROGRAMS,
+    Scorer,
+    dev_threshold,
+    eer_threshold,
+    load_images,
+    metrics_at,
+    onnx_scorer,
+    runtime_scorer,
+    score_splits,
+    split_metrics,
+    torch_scorer,
+)
 from fasdistill.swap.machine import machine
 from fasdistill.swap.speed import interleaved_latency
 from fasdistill.utils.atomic import atomic_write_json
-from fasdistill.utils.ort import open_session
+
+# The scoring helpers live in export.scoring; they stay importable from here.
+__all__ = [
+    "FILE_NAMES",
+    "FORMATS",
+    "ExportJob",
+    "ExportOptions",
+    "Scorer",
+    "dev_threshold",
+    "eer_threshold",
+    "export_checkpoint",
+    "load_images",
+    "metrics_at",
+    "onnx_scorer",
+    "prepare_export",
+    "run_export",
+    "runtime_scorer",
+    "score_splits",
+    "set_threshold",
+    "split_metrics",
+    "torch_scorer",
+]
 
 FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8", "tflite", "tflite-int8", "ncnn")
 FILE_NAMES = {
@@ -48,13 +91,7 @@ FILE_NAMES = {
     "tflite-int8": "model.int8.tflite",
     "ncnn": "model.ncnn.param",  # + model.ncnn.bin
 }
-Scorer = Callable[[np.ndarray], np.ndarray]
-# Batch-1 programs with a JSON sidecar, fp32 and int8 (PT2E):
-# runtime, exporter, scorer, sidecar format.
-PROGRAMS: dict[str, tuple[str, Any, Callable[[Path, int], Scorer], str]] = {
-    "pte": ("ExecuTorch", pte.export_pte, pte.pte_scorer, pte.SIDECAR_FORMAT),
-    "tflite": ("LiteRT", litert.export_tflite, litert.tflite_scorer, litert.SIDECAR_FORMAT),
-}
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -82,68 +119,81 @@ class ExportOptions:
             raise InputError(f"latency runs must be >= 0, got {self.latency_runs}")
 
 
-def load_images(index: CropIndex, split: str, size: int, count: int) -> np.ndarray:
-    """Up to ``count`` preprocessed crops of ``split``, evenly spread over it (deterministic)."""
-    dataset = CropDataset(index, split, size)
-    if len(dataset) == 0:
-        raise InputError(f"{index.root}: the index has no {split} crops, needed to check an export")
-    picks = np.unique(
-        np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+@dataclass
+class ExportJob:
+    """An export whose inputs passed every check (:func:`prepare_export`), ready to run."""
+
+    checkpoint: str
+    index_path: str
+    out: Path
+    options: ExportOptions
+    model: torch.nn.Module
+    meta: dict[str, Any]
+    index: CropIndex
+    formats: list[str]  # to try, in FORMATS order
+    skipped: dict[str, str]  # format -> why (its runtime is not installed)
+    parity_images: np.ndarray  # dev crops
+    calibration: np.ndarray | None  # train crops, when an int8 format is to be tried
+
+
+def missing_runtimes() -> dict[str, str]:
+    """Formats whose runtime cannot be imported here, each with the extra that installs it."""
+    missing = {}
+    if not pte.available():
+        missing |= dict.fromkeys(("pte", "pte-int8"), f"ExecuTorch is not installed ({pte.EXTRA})")
+    if not litert.available():
+        reason = f"LiteRT is not installed ({litert.EXTRA})"
+        missing |= dict.fromkeys(("tflite", "tflite-int8"), reason)
+    if not ncnn.available():
+        missing["ncnn"] = f"pnnx/ncnn are not installed ({ncnn.EXTRA})"
+    return missing
+
+
+def prepare_export(
+    checkpoint: str | os.PathLike[str],
+    index_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    options: ExportOptions | None = None,
+) -> ExportJob:
+    """Check every input and load the crops; creating ``out_dir`` is the only write."""
+    options = options or ExportOptions()
+    options.validate()
+    model, meta = load_deployable(checkpoint)
+    onnx_metadata(meta)  # every artifact carries these keys: a checkpoint lacking them is refused
+    index = read_crop_index(index_path)
+    if index.scale != meta["crop_scale"]:
+        raise InputError(
+            f"{index_path}: crops at scale {index.scale}, the model expects {meta['crop_scale']}"
+        )
+    size = int(meta["input_size"])
+    parity_images = load_images(index, "dev", size, options.parity_crops)
+    formats = [f for f in FORMATS if f in options.formats]
+    missing = {f: reason for f, reason in missing_runtimes().items() if f in formats}
+    if missing and not options.skip_unavailable:
+        fmt = next(iter(missing))
+        raise InputError(f"{fmt}: {missing[fmt]}")
+    formats = [f for f in formats if f not in missing]
+    calibration = None
+    if any(f.endswith("int8") for f in formats):
+        calibration = load_images(index, "train", size, options.calibration_crops)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output directory ({exc.strerror})") from None
+    return ExportJob(
+        str(checkpoint),
+        str(index_path),
+        out,
+        options,
+        model,
+        meta,
+        index,
+        formats,
+        missing,
+        parity_images,
+        calibration,
     )
-    return torch.stack([dataset[int(i)][0] for i in picks]).numpy()
-
-
-def onnx_scorer(path: Path, threads: int) -> Scorer:
-    session = open_session(path, threads)
-    return lambda x: session.run(["score"], {INPUT_NAME: x.astype(np.float32)})[0]
-
-
-def runtime_scorer(fmt: str, path: Path, threads: int) -> Scorer:
-    """The scorer of an exported file in the runtime its format runs in."""
-    if fmt.removesuffix("-int8") in PROGRAMS:
-        return PROGRAMS[fmt.removesuffix("-int8")][2](path, threads)
-    if fmt == "ncnn":
-        return ncnn.ncnn_scorer(path, threads)
-    return onnx_scorer(path, threads)
-
-
-def torch_scorer(model: torch.nn.Module) -> Scorer:
-    @torch.no_grad()
-    def score(x: np.ndarray) -> np.ndarray:
-        return bonafide_score(model(torch.from_numpy(x))).numpy()
-
-    return score
-
-
-def score_splits(scorer: Scorer, index: CropIndex, size: int) -> dict[str, ScoreSet]:
-    """Scores of the dev (and test, when present) crops by ``scorer``, each split scored once."""
-    sets = {}
-    for split in ("dev", "test"):
-        dataset = CropDataset(index, split, size)
-        if len(dataset):
-            sets[split] = score_dataset(lambda images: scorer(images.numpy()), dataset, 64)
-    return sets
-
-
-def metrics_at(
-    sets: dict[str, ScoreSet], meta: dict[str, Any], threshold: float
-) -> dict[str, dict[str, float]]:
-    """Dev (and test) ISO metrics of scored splits at a fixed ``threshold``."""
-    options = EvalOptions(
-        criterion=f"fixed={threshold!r}",
-        level=meta.get("threshold_level", "frame"),
-        bootstrap=0,
-    )
-    report = evaluate(sets["dev"], sets.get("test"), options).report
-    keys = ("acer", "apcer", "bpcer", "hter", "eer", "auc")
-    return {split: {k: float(report[split][k]) for k in keys} for split in sets}
-
-
-def split_metrics(
-    scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any], threshold: float
-) -> dict[str, dict[str, float]]:
-    """Dev (and test, when present) ISO metrics at the model's embedded threshold."""
-    return metrics_at(score_splits(scorer, index, size), meta, threshold)
 
 
 def export_checkpoint(
@@ -151,215 +201,293 @@ def export_checkpoint(
     index_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     options: ExportOptions | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print,
 ) -> dict[str, Any]:
-    """Export, check, measure; write the artifacts and ``export.json`` into ``out_dir``."""
-    options = options or ExportOptions()
-    options.validate()
-    model, meta = load_deployable(checkpoint)
-    index = read_crop_index(index_path)
-    if index.scale != meta["crop_scale"]:
-        raise InputError(
-            f"{index_path}: crops at scale {index.scale}, the model expects {meta['crop_scale']}"
-        )
-    out = Path(out_dir)
+    """Export, check, measure; write the artifacts and ``export.json`` into ``out_dir``.
+
+    Raises :class:`InputError` on bad input, before anything is written. A format
+    that fails is not raised: the returned report (also ``export.json``) has
+    ``failed[fmt]`` (its reason), ``formats[fmt]`` for written files only and
+    ``skipped[fmt]`` for runtimes not installed.
+    """
+    return run_export(prepare_export(checkpoint, index_path, out_dir, options), log)
+
+
+def run_export(job: ExportJob, log: Log = print) -> dict[str, Any]:
+    """Try every format of ``job``, measure what was written, write ``export.json``."""
+    run = _Run(job, log)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"{out}: cannot create the output directory ({exc.strerror})") from None
-    torch.set_num_threads(options.threads)
-    size = int(meta["input_size"])
-    threshold = float(meta["threshold"])
-    parity_images = load_images(index, "dev", size, options.parity_crops)
-    reference = torch_scorer(model)
-    ref_scores = reference(parity_images)
-    formats = [f for f in FORMATS if f in options.formats]
-    skipped = {}
-    missing = {}
-    if not pte.available():
-        missing |= {"pte": f"ExecuTorch is not installed ({pte.EXTRA})"}
-        missing |= {"pte-int8": missing["pte"]}
-    if not litert.available():
-        missing |= {"tflite": f"LiteRT is not installed ({litert.EXTRA})"}
-        missing |= {"tflite-int8": missing["tflite"]}
-    if not ncnn.available():
-        missing["ncnn"] = f"pnnx/ncnn are not installed ({ncnn.EXTRA})"
-    for fmt in [f for f in formats if f in missing]:
-        if not options.skip_unavailable:
-            raise InputError(f"{fmt}: {missing[fmt]}")
-        skipped[fmt] = missing[fmt]
-        log(f"{fmt}: skipped, {skipped[fmt]}")
-        formats.remove(fmt)
-    calibration = None
-    if any(f.endswith("int8") for f in formats):
-        calibration = load_images(index, "train", size, options.calibration_crops)
-    report: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "index": str(index_path),
-        "model": meta["model"],
-        "input_size": size,
-        "threshold": threshold,
-        "threshold_criterion": meta["threshold_criterion"],
-        "options": asdict(options),
-        "machine": machine(),
-        "formats": {},
-        "skipped": skipped,
-    }
-    # The fp32 ONNX file is also the input of INT8; asked only for INT8, it stays temporary.
-    fp32_onnx = out / (FILE_NAMES["onnx"] if "onnx" in formats else ".fp32-source.onnx.tmp")
-    tmp_fp32 = out / f".{FILE_NAMES['onnx']}.tmp"
-    written: dict[str, tuple[Path, float]] = {}  # format -> (file, its embedded threshold)
-    try:
-        if "onnx" in formats or "onnx-int8" in formats:
-            start = time.perf_counter()
-            with conversion("onnx", meta["model"]):
-                export_onnx(model, meta, tmp_fp32)
-            seconds = time.perf_counter() - start
-            check = parity(
-                ref_scores, onnx_scorer(tmp_fp32, options.threads)(parity_images), threshold
-            )
-            require_parity(check, fp32_onnx, "ONNX", quantized=False, options=options)
-            tmp_fp32.replace(fp32_onnx)
-            if "onnx" in formats:
-                written["onnx"] = (fp32_onnx, threshold)
-                report["formats"]["onnx"] = _entry(fp32_onnx, check, seconds, threshold)
-                log(f"onnx: {fp32_onnx} max |Δscore| {check['max_abs_score_diff']:.1e}")
-            if "onnx-int8" in formats and calibration is not None:
-                int8 = out / FILE_NAMES["onnx-int8"]
-                tmp_int8 = out / f".{FILE_NAMES['onnx-int8']}.tmp"
-                start = time.perf_counter()
-                quantize_int8(
-                    fp32_onnx, tmp_int8, calibration, keep_stem_fp32=not options.int8_stem
-                )
-                seconds = time.perf_counter() - start
-                # Quantization shifts scores, so the INT8 model gets its own threshold, chosen
-                # the same way on the same dev crops (never test), and carries it.
-                scorer = onnx_scorer(tmp_int8, options.threads)
-                int8_threshold = dev_threshold(scorer, index, size, meta)
-                set_threshold(
-                    tmp_int8, int8_threshold, f"{meta['threshold_criterion']}, int8 scores"
-                )
-                check = parity(ref_scores, scorer(parity_images), threshold, int8_threshold)
-                require_parity(check, int8, "INT8", quantized=True, options=options)
-                tmp_int8.replace(int8)
-                written["onnx-int8"] = (int8, int8_threshold)
-                report["formats"]["onnx-int8"] = _entry(int8, check, seconds, int8_threshold)
-                report["formats"]["onnx-int8"]["calibration"] = {
-                    "split": "train",
-                    "crops": len(calibration),
-                    "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
-                    "stem": "int8" if options.int8_stem else "fp32",
-                }
-                agreement = 100 * check["decision_agreement"]
-                log(f"onnx-int8: {int8} decision agreement {agreement:.1f} %")
-        for fmt in [f for f in formats if f.removesuffix("-int8") in PROGRAMS]:
-            _write_program(
-                fmt,
-                model,
-                meta,
-                out,
-                index,
-                ref_scores,
-                parity_images,
-                calibration,
-                options,
-                report,
-                written,
-                log,
-            )
-        if "ncnn" in formats:
-            _write_ncnn(model, meta, out, ref_scores, parity_images, options, report, written, log)
+        if {"onnx", "onnx-int8"} & set(job.formats):
+            run.onnx_family()
+        for fmt in [f for f in job.formats if f.removesuffix("-int8") in PROGRAMS]:
+            run.attempt(fmt, lambda fmt=fmt: run.program(fmt))
+        if "ncnn" in job.formats:
+            run.attempt("ncnn", run.ncnn)
+        run.measure()
     finally:
-        for tmp in out.glob(".*.tmp"):
+        for tmp in job.out.glob(".*.tmp"):
             tmp.unlink()
-    _measure(report, model, meta, index, written, options, log)
-    atomic_write_json(out / "export.json", report)
-    return report
+        atomic_write_json(job.out / "export.json", run.report)
+    return run.report
 
 
-def _write_program(
-    fmt: str,
-    model: torch.nn.Module,
-    meta: dict[str, Any],
-    out: Path,
-    index: CropIndex,
-    ref_scores: np.ndarray,
-    parity_images: np.ndarray,
-    calibration: np.ndarray | None,
-    options: ExportOptions,
-    report: dict[str, Any],
-    written: dict[str, tuple[Path, float]],
-    log: Callable[[str], None],
-) -> None:
-    """An ExecuTorch or LiteRT program: convert, check, write its sidecar, then the program."""
-    quantized = fmt.endswith("-int8")
-    runtime, export, scorer_of, kind = PROGRAMS[fmt.removesuffix("-int8")]
-    target, tmp = out / FILE_NAMES[fmt], out / f".{FILE_NAMES[fmt]}.tmp"
-    threshold = float(meta["threshold"])
-    start = time.perf_counter()
-    with conversion(fmt, meta["model"]):
-        export(model, meta, tmp, calibration if quantized else None)
-    seconds = time.perf_counter() - start
-    scorer = scorer_of(tmp, options.threads)
-    # int8 shifts scores: its own dev EER threshold, chosen the same way (never on test).
-    size = int(meta["input_size"])
-    own = dev_threshold(scorer, index, size, meta) if quantized else threshold
-    check = parity(ref_scores, scorer(parity_images), threshold, own)
-    require_parity(check, target, "INT8" if quantized else runtime, quantized, options)
-    criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
-    pte.write_sidecar(target, meta, own, criterion, kind)
-    tmp.replace(target)  # after the sidecar: a program never lacks it
-    written[fmt] = (target, own)
-    report["formats"][fmt] = _entry(target, check, seconds, own)
-    log(
-        f"{fmt}: {target} max |Δscore| {check['max_abs_score_diff']:.1e}, "
-        f"decision agreement {100 * check['decision_agreement']:.1f} %"
-    )
+def _artifact_files(out: Path, fmt: str) -> list[Path]:
+    """Every file a written ``fmt`` consists of (model, sidecar, ncnn weights)."""
+    target = out / FILE_NAMES[fmt]
+    files = [target]
+    if fmt != "onnx" and fmt != "onnx-int8":
+        files.append(target.with_name(target.name + ".json"))
+    if fmt == "ncnn":
+        files.append(ncnn.bin_path(target))
+    return files
 
 
-def _write_ncnn(
-    model: torch.nn.Module,
-    meta: dict[str, Any],
-    out: Path,
-    ref_scores: np.ndarray,
-    parity_images: np.ndarray,
-    options: ExportOptions,
-    report: dict[str, Any],
-    written: dict[str, tuple[Path, float]],
-    log: Callable[[str], None],
-) -> None:
-    """Convert in a scratch folder, check parity there, then move the pair into place."""
-    target = out / FILE_NAMES["ncnn"]
-    threshold = float(meta["threshold"])
-    with tempfile.TemporaryDirectory(dir=out, prefix=".ncnn-") as tmp:
-        param = Path(tmp) / target.name
-        start = time.perf_counter()
-        with conversion("ncnn", meta["model"]):
-            ncnn.export_ncnn(model, meta, param)
-        seconds = time.perf_counter() - start
-        check = parity(
-            ref_scores, ncnn.ncnn_scorer(param, options.threads)(parity_images), threshold
+class _Run:
+    """One export run: tries each format, records what was written and what failed."""
+
+    def __init__(self, job: ExportJob, log: Log) -> None:
+        self.job, self.log, self.options, self.out = job, log, job.options, job.out
+        self.size = int(job.meta["input_size"])
+        self.threshold = float(job.meta["threshold"])
+        torch.set_num_threads(job.options.threads)
+        self.ref_scores = torch_scorer(job.model)(job.parity_images)
+        self.written: dict[str, tuple[Path, float]] = {}  # format -> (file, embedded threshold)
+        self.report: dict[str, Any] = {
+            "checkpoint": job.checkpoint,
+            "index": job.index_path,
+            "model": job.meta["model"],
+            "input_size": self.size,
+            "threshold": self.threshold,
+            "threshold_criterion": job.meta["threshold_criterion"],
+            "options": asdict(job.options),
+            "machine": machine(),
+            "formats": {},
+            "skipped": dict(job.skipped),
+            "failed": {},
+            "score_resolution": {"pytorch": score_resolution(self.ref_scores)},
+        }
+        log(
+            f"exporting {job.meta['model']} ({self.size} px) to {self.out}: "
+            f"{', '.join(job.formats) or 'no format'}; parity on "
+            f"{len(job.parity_images)} dev crops"
         )
-        require_parity(check, target, "ncnn", quantized=False, options=options)
-        ncnn.sidecar(target, meta, threshold)
-        ncnn.bin_path(param).replace(ncnn.bin_path(target))
-        param.replace(target)  # last: the model exists once its .param does
-    written["ncnn"] = (target, threshold)
-    report["formats"]["ncnn"] = _entry(target, check, seconds, threshold)
-    report["formats"]["ncnn"]["bytes"] += ncnn.bin_path(target).stat().st_size
-    log(f"ncnn: {target} max |Δscore| {check['max_abs_score_diff']:.1e}")
+        for fmt, reason in job.skipped.items():
+            log(f"{fmt}: skipped, {reason}")
 
+    def attempt(self, fmt: str, step: Callable[[], None]) -> bool:
+        """Run one format's step; its failure is recorded, never raised."""
+        try:
+            step()
+        except Exception as error:  # noqa: BLE001 - one format's failure never sinks the others
+            self.fail(fmt, failure_reason(error))
+            return False
+        return True
 
-def dev_threshold(scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any]) -> float:
-    """The dev EER threshold of ``scorer``'s scores, at the model's threshold level."""
-    dev = score_dataset(lambda images: scorer(images.numpy()), CropDataset(index, "dev", size), 64)
-    return eer_threshold(dev, meta)
+    def fail(self, fmt: str, reason: str) -> None:
+        """Record ``fmt`` as failed; remove its files (also an earlier run's) so none is stale."""
+        self.report["failed"][fmt] = reason
+        self.report["formats"].pop(fmt, None)
+        self.report["score_resolution"].pop(fmt, None)
+        self.written.pop(fmt, None)
+        for path in _artifact_files(self.out, fmt):
+            path.unlink(missing_ok=True)
+        self.log(f"{fmt}: FAILED, {reason}")
 
+    def record(
+        self,
+        fmt: str,
+        path: Path,
+        check: dict[str, float],
+        seconds: float,
+        threshold: float,
+        scores: np.ndarray,
+        extra_bytes: int = 0,
+    ) -> dict[str, Any]:
+        """Enter a written artifact in the report and say so, with parity and score resolution."""
+        self.written[fmt] = (path, threshold)
+        entry = {
+            "path": path.name,
+            "threshold": threshold,
+            "bytes": path.stat().st_size + extra_bytes,
+            "export_seconds": seconds,
+            "parity": check,
+        }
+        self.report["formats"][fmt] = entry
+        resolution = self.report["score_resolution"][fmt] = score_resolution(scores)
+        if fmt.endswith("int8"):
+            agreement = (
+                f"decisions agree with PyTorch on {100 * check['decision_agreement']:.1f} % of "
+                f"{check['crops']} dev crops, max |Δscore| {check['max_abs_score_diff']:.1e}"
+            )
+        else:
+            agreement = (
+                f"max |Δscore| {check['max_abs_score_diff']:.1e} vs PyTorch on "
+                f"{check['crops']} dev crops"
+            )
+        size_mb = entry["bytes"] / 1e6
+        self.log(f"{fmt}: wrote {path.name} ({size_mb:.2f} MB, {seconds:.1f} s); {agreement}")
+        self.log(f"{' ' * len(fmt)}  {describe_resolution(resolution)}")
+        return entry
 
-def eer_threshold(dev: ScoreSet, meta: dict[str, Any]) -> float:
-    """The EER threshold of scored dev crops, at the model's threshold level."""
-    options = EvalOptions(criterion="eer", level=meta.get("threshold_level", "frame"), bootstrap=0)
-    return float(evaluate(dev, None, options).threshold)
+    def onnx_family(self) -> None:
+        """fp32 ONNX (also the source of ONNX INT8, kept temporary when only INT8 is asked)."""
+        asked = [f for f in ("onnx", "onnx-int8") if f in self.job.formats]
+        named = self.out / FILE_NAMES["onnx"]
+        source = named if "onnx" in asked else self.out / ".fp32-source.onnx.tmp"
+        tmp = self.out / f".{FILE_NAMES['onnx']}.tmp"
+        try:
+            start = time.perf_counter()
+            with conversion("onnx", self.job.meta["model"]):
+                export_onnx(self.job.model, self.job.meta, tmp)
+            seconds = time.perf_counter() - start
+            scores = onnx_scorer(tmp, self.options.threads)(self.job.parity_images)
+            check = parity(self.ref_scores, scores, self.threshold)
+            require_parity(check, named, "ONNX", quantized=False, options=self.options)
+            tmp.replace(source)
+        except Exception as error:  # noqa: BLE001 - recorded per format, the others go on
+            reason = failure_reason(error)
+            if "onnx" in asked:
+                self.fail("onnx", reason)
+            if "onnx-int8" in asked:
+                self.fail("onnx-int8", f"not tried: its fp32 ONNX source failed ({reason})")
+            return
+        if "onnx" in asked:
+            self.record("onnx", source, check, seconds, self.threshold, scores)
+        if "onnx-int8" in asked:
+            self.attempt("onnx-int8", lambda: self.onnx_int8(source))
+
+    def onnx_int8(self, source: Path) -> None:
+        """Static INT8 for ONNX Runtime, with its own dev EER threshold (never test)."""
+        target = self.out / FILE_NAMES["onnx-int8"]
+        tmp = self.out / f".{FILE_NAMES['onnx-int8']}.tmp"
+        calibration = self.job.calibration
+        assert calibration is not None  # prepare_export loads it whenever int8 is asked
+        start = time.perf_counter()
+        with conversion("onnx-int8", self.job.meta["model"]):
+            quantize_int8(source, tmp, calibration, keep_stem_fp32=not self.options.int8_stem)
+        seconds = time.perf_counter() - start
+        scorer = onnx_scorer(tmp, self.options.threads)
+        own = dev_threshold(scorer, self.job.index, self.size, self.job.meta)
+        set_threshold(tmp, own, f"{self.job.meta['threshold_criterion']}, int8 scores")
+        scores = scorer(self.job.parity_images)
+        check = parity(self.ref_scores, scores, self.threshold, own)
+        require_parity(check, target, "INT8", quantized=True, options=self.options)
+        tmp.replace(target)
+        entry = self.record("onnx-int8", target, check, seconds, own, scores)
+        entry["calibration"] = {
+            "split": "train",
+            "crops": len(calibration),
+            "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
+            "stem": "int8" if self.options.int8_stem else "fp32",
+            "head": "fp32",
+        }
+
+    def program(self, fmt: str) -> None:
+        """An ExecuTorch or LiteRT program: convert, check, write its sidecar, then the program."""
+        quantized = fmt.endswith("-int8")
+        runtime, export, scorer_of, kind = PROGRAMS[fmt.removesuffix("-int8")]
+        target, tmp = self.out / FILE_NAMES[fmt], self.out / f".{FILE_NAMES[fmt]}.tmp"
+        meta = self.job.meta
+        start = time.perf_counter()
+        with conversion(fmt, meta["model"]):
+            export(self.job.model, meta, tmp, self.job.calibration if quantized else None)
+        seconds = time.perf_counter() - start
+        scorer = scorer_of(tmp, self.options.threads)
+        # int8 shifts scores: its own dev EER threshold, chosen the same way (never on test).
+        own = (
+            dev_threshold(scorer, self.job.index, self.size, meta) if quantized else self.threshold
+        )
+        scores = scorer(self.job.parity_images)
+        check = parity(self.ref_scores, scores, self.threshold, own)
+        require_parity(check, target, "INT8" if quantized else runtime, quantized, self.options)
+        criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
+        pte.write_sidecar(target, meta, own, criterion, kind)
+        tmp.replace(target)  # after the sidecar: a program never lacks it
+        self.record(fmt, target, check, seconds, own, scores)
+
+    def ncnn(self) -> None:
+        """Convert in a scratch folder, check parity there, then move the pair into place."""
+        target = self.out / FILE_NAMES["ncnn"]
+        with tempfile.TemporaryDirectory(dir=self.out, prefix=".ncnn-") as tmp:
+            param = Path(tmp) / target.name
+            start = time.perf_counter()
+            with conversion("ncnn", self.job.meta["model"]):
+                ncnn.export_ncnn(self.job.model, self.job.meta, param)
+            seconds = time.perf_counter() - start
+            scores = ncnn.ncnn_scorer(param, self.options.threads)(self.job.parity_images)
+            check = parity(self.ref_scores, scores, self.threshold)
+            require_parity(check, target, "ncnn", quantized=False, options=self.options)
+            ncnn.sidecar(target, self.job.meta, self.threshold)
+            ncnn.bin_path(param).replace(ncnn.bin_path(target))
+            param.replace(target)  # last: the model exists once its .param does
+        weights = ncnn.bin_path(target).stat().st_size
+        self.record("ncnn", target, check, seconds, self.threshold, scores, weights)
+
+    def measure(self) -> None:
+        """Accuracy per runtime at its embedded threshold, and interleaved batch-1 latency."""
+        job, options, meta = self.job, self.options, self.job.meta
+        pytorch = torch_scorer(job.model)
+        scorers: dict[str, Scorer] = {"pytorch": pytorch}
+        accuracy = {"pytorch": split_metrics(pytorch, job.index, self.size, meta, self.threshold)}
+        for fmt, (path, threshold) in list(self.written.items()):
+            try:
+                scorer = runtime_scorer(fmt, path, options.threads)
+                accuracy[fmt] = split_metrics(scorer, job.index, self.size, meta, threshold)
+            except Exception as error:  # noqa: BLE001 - recorded, the others are measured
+                reason = failure_reason(error)
+                self.fail(fmt, f"its runtime failed scoring dev/test after the check ({reason})")
+                continue
+            scorers[fmt] = scorer
+        self.report["accuracy"] = accuracy
+        if options.latency_runs == 0:
+            return
+        one = np.zeros((1, 3, self.size, self.size), np.float32)
+        try:
+            timings = interleaved_latency(
+                {name: (lambda s=s: s(one)) for name, s in scorers.items()},
+                min_runs=options.latency_runs,
+                min_seconds=options.latency_seconds,
+            )
+        except Exception as error:  # noqa: BLE001 - the artifacts and accuracy still stand
+            reason = failure_reason(error)
+            self.report["latency"] = {"error": reason}
+            self.log(f"latency: not measured, {reason}")
+            return
+        self._report_latency(timings)
+
+    def _report_latency(self, timings: dict[str, Any]) -> None:
+        report = self.report
+        report["latency"] = {
+            "batch": 1,
+            "threads": self.options.threads,
+            "method": "interleaved in one process, after warm-up",
+            "runtimes": {name: t.as_dict() for name, t in timings.items()},
+        }
+        if "onnx-int8" in timings and "onnx" in timings:
+            ratio = timings["onnx-int8"].median_ms / timings["onnx"].median_ms
+            report["latency"]["int8_vs_fp32"] = ratio
+            if ratio > 1:
+                cpu = report["machine"]["cpu"]
+                dot = "yes" if cpu["int8_dot_product"] else "no"
+                note = (
+                    f"INT8 is {ratio:.2f}x the fp32 latency on this CPU ({cpu['model']}; "
+                    f"int8 dot-product instructions: {dot}): "
+                    "for a model this small the quantize/dequantize overhead outweighs the cheaper "
+                    "arithmetic"
+                )
+                report["latency"]["note"] = note
+                self.log(note)
+        split = "test" if "test" in report["accuracy"]["pytorch"] else "dev"
+        self.log(
+            f"batch-1 latency ({self.options.threads} thread(s), interleaved), {split} metrics:"
+        )
+        for name, t in timings.items():
+            acc = report["accuracy"][name]
+            test = acc.get("test", acc["dev"])
+            self.log(
+                f"{name:11s} median {t.median_ms:.3f} ms  "
+                f"ACER {100 * test['acer']:.2f} %  AUC {test['auc']:.4f}"
+            )
 
 
 def set_threshold(path: Path, threshold: float, criterion: str) -> None:
@@ -371,69 +499,3 @@ def set_threshold(path: Path, threshold: float, criterion: str) -> None:
         proto, {"threshold": json.dumps(threshold), "threshold_criterion": json.dumps(criterion)}
     )
     onnx.save(proto, str(path))
-
-
-def _entry(path: Path, check: dict[str, float], seconds: float, threshold: float) -> dict[str, Any]:
-    return {
-        "path": path.name,
-        "threshold": threshold,
-        "bytes": path.stat().st_size,
-        "export_seconds": seconds,
-        "parity": check,
-    }
-
-
-def _measure(
-    report: dict[str, Any],
-    model: torch.nn.Module,
-    meta: dict[str, Any],
-    index: CropIndex,
-    written: dict[str, tuple[Path, float]],
-    options: ExportOptions,
-    log: Callable[[str], None],
-) -> None:
-    """Accuracy per runtime at its embedded threshold, and interleaved batch-1 latency."""
-    size = int(meta["input_size"])
-    scorers: dict[str, tuple[Scorer, float]] = {
-        "pytorch": (torch_scorer(model), float(meta["threshold"]))
-    }
-    for fmt, (path, threshold) in written.items():
-        scorers[fmt] = (runtime_scorer(fmt, path, options.threads), threshold)
-    report["accuracy"] = {
-        name: split_metrics(scorer, index, size, meta, threshold)
-        for name, (scorer, threshold) in scorers.items()
-    }
-    if options.latency_runs == 0:
-        return
-    one = np.zeros((1, 3, size, size), np.float32)
-    timings = interleaved_latency(
-        {name: (lambda s=s: s(one)) for name, (s, _) in scorers.items()},
-        min_runs=options.latency_runs,
-        min_seconds=options.latency_seconds,
-    )
-    report["latency"] = {
-        "batch": 1,
-        "threads": options.threads,
-        "method": "interleaved in one process, after warm-up",
-        "runtimes": {name: t.as_dict() for name, t in timings.items()},
-    }
-    if "onnx-int8" in timings and "onnx" in timings:
-        ratio = timings["onnx-int8"].median_ms / timings["onnx"].median_ms
-        report["latency"]["int8_vs_fp32"] = ratio
-        if ratio > 1:
-            cpu = report["machine"]["cpu"]
-            note = (
-                f"INT8 is {ratio:.2f}x the fp32 latency on this CPU ({cpu['model']}; "
-                f"int8 dot-product instructions: {'yes' if cpu['int8_dot_product'] else 'no'}): "
-                "for a model this small the quantize/dequantize overhead outweighs the cheaper "
-                "arithmetic"
-            )
-            report["latency"]["note"] = note
-            log(note)
-    for name, t in timings.items():
-        acc = report["accuracy"][name]
-        test = acc.get("test", acc["dev"])
-        log(
-            f"{name:10s} median {t.median_ms:.3f} ms  "
-            f"ACER {100 * test['acer']:.2f} %  AUC {test['auc']:.4f}"
-        )

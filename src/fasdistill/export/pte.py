@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
+from fasdistill.export import pt2e
 from fasdistill.export.onnx import ScoredModel, onnx_metadata
 from fasdistill.utils.atomic import atomic_write_json
 
@@ -54,6 +55,7 @@ def export_pte(
     """Write ``model`` as a batch-1 ``.pte``; int8 (PT2E, XNNPACK quantizer) if ``calibration``.
 
     ``calibration``: preprocessed train crops (N, 3, S, S) that set the int8 ranges.
+    In int8 the classifier head and the score stay fp32 (:mod:`fasdistill.export.pt2e`).
     """
     if not available():
         raise InputError(f"{path}: ExecuTorch is not installed ({EXTRA})")
@@ -69,16 +71,13 @@ def export_pte(
                 XNNPACKQuantizer,
                 get_symmetric_quantization_config,
             )
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-            captured = torch.export.export(scored, example).module()
             quantizer = XNNPACKQuantizer().set_global(
                 get_symmetric_quantization_config(is_per_channel=True)
             )
-            prepared = prepare_pt2e(captured, quantizer)
-            for image in calibration:  # observers see real crops, one at a time
-                prepared(torch.from_numpy(image[None]))
-            program = torch.export.export(convert_pt2e(prepared), example)
+            program = torch.export.export(
+                pt2e.quantize(scored, example, quantizer, calibration), example
+            )
         buffer = _lower(program)
     path = Path(path)
     path.write_bytes(buffer)

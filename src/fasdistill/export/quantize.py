@@ -8,6 +8,13 @@ The stem (the first convolution, which reads the pixels) stays in fp32 by defaul
 as is common practice: on the SynthSpoof swapnet student quantizing it moved dev
 scores by up to 0.70, keeping it by at most 0.08 (docs/export.md), and the stem is
 a small share of the compute.
+
+The classifier head stays in fp32 too: every node between the last convolution (or
+global pooling) and the ``score`` output (pooling, Gemm/MatMul, Softmax, Gather).
+Quantized, the softmax leaves the model as uint8, so every score is a multiple of
+1/255: dev scores collapse onto a few values, no threshold below 1/255 exists and a
+calibration at low APCER has nothing to choose from. The head is found by walking
+the graph back from the outputs, not by node names, so it holds for every model.
 """
 
 from __future__ import annotations
@@ -17,11 +24,17 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fasdistill.errors import InputError
-from fasdistill.export.onnx import INPUT_NAME, add_metadata
+from fasdistill.export.onnx import INPUT_NAME, OUTPUT_NAMES, add_metadata
+
+# Where the backbone ends, walking back from the score: a convolution stays quantized;
+# a global pooling (the last step that reduces the feature map) joins the fp32 head.
+_BACKBONE_OPS = {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv"}
+_POOLING_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "AveragePool"}
 
 
 class _Batches:
@@ -37,6 +50,48 @@ class _Batches:
         return None if batch is None else {INPUT_NAME: batch}
 
 
+def head_nodes(graph: Any) -> list[str]:
+    """Names of the nodes that form the outputs from the backbone's last feature map.
+
+    Walks back from ``logits`` and ``score`` and stops at convolutions (not included)
+    and global poolings (included). A walk that reaches the image input means there
+    is no convolution or pooling to tell the head from the backbone: an error.
+    """
+    producer = {out: node for node in graph.node for out in node.output}
+    initializers = {t.name for t in graph.initializer}
+    inputs = {i.name for i in graph.input} - initializers
+    stack = [producer[o.name] for o in graph.output if o.name in producer]
+    head: dict[str, Any] = {}
+    while stack:
+        node = stack.pop()
+        if node.name in head or node.op_type in _BACKBONE_OPS:
+            continue
+        head[node.name] = node
+        if node.op_type in _POOLING_OPS:
+            continue
+        for name in node.input:
+            if name in inputs:
+                raise InputError(
+                    f"cannot keep the classifier head in fp32: the path from "
+                    f"{'/'.join(OUTPUT_NAMES)} back to {name!r} has no convolution or pooling"
+                )
+            if name in producer:
+                stack.append(producer[name])
+    return list(head)
+
+
+def _name_nodes(path: Path) -> Any:
+    """Load ``path`` and give unnamed nodes a name (exclusion works by node name)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    if any(not node.name for node in proto.graph.node):
+        for i, node in enumerate(proto.graph.node):
+            node.name = node.name or f"{node.op_type}_{i}"
+        onnx.save(proto, str(path))
+    return proto
+
+
 def quantize_int8(
     fp32_path: str | os.PathLike[str],
     int8_path: str | os.PathLike[str],
@@ -47,7 +102,8 @@ def quantize_int8(
     """Write a static QDQ int8 copy of ``fp32_path``, calibrated on ``calibration`` images.
 
     ``calibration`` is float32 (N, 3, H, W), preprocessed exactly as the model's input.
-    The fp32 model's ``metadata_props`` are carried over.
+    The classifier head (:func:`head_nodes`) stays fp32, so ``score`` is a float; the
+    fp32 model's ``metadata_props`` are carried over.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -66,7 +122,9 @@ def quantize_int8(
         prepared = Path(tmp) / "prepared.onnx"
         # Shape inference and graph folding first, as ORT's quantization guide asks.
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+        graph = _name_nodes(prepared).graph
+        convs = [n.name for n in graph.node if n.op_type == "Conv"]
+        keep_fp32 = head_nodes(graph) + (convs[:1] if keep_stem_fp32 else [])
         quantize_static(
             str(prepared),
             str(int8_path),
@@ -76,12 +134,12 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=convs[:1] if keep_stem_fp32 else [],
+            nodes_to_exclude=keep_fp32,
         )
     proto = onnx.load(str(int8_path))
     props = {p.key: p.value for p in source.metadata_props}
     stem = "fp32" if keep_stem_fp32 else "int8"
-    note = json.dumps(f"static int8 QDQ, per-channel weights, stem {stem}")
+    note = json.dumps(f"static int8 QDQ, per-channel weights, stem {stem}, head and score fp32")
     add_metadata(proto, props | {"quantization": note})
     onnx.save(proto, str(int8_path))
     return int8_path
