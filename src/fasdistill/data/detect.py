@@ -16,14 +16,23 @@ on first use and dropped when pickled, so each worker process rebuilds its own.
 yuface runs on GNU OpenMP and is loaded with one thread (see
 :func:`_import_yuface`); with more, a child ``fork``-ed after YuNet ran in the
 parent hangs on its first detection, so worker pools should use ``spawn``.
+
+yuface 2023.5.1's ``detect`` leaks: its binding allocates libfacedetection's
+36,864-byte result buffer on every call and never frees it (about 36 MB per
+1,000 detections). YuNet therefore calls the library's own entry point,
+``facedetect_cnn``, with a result buffer that Python owns and frees; the
+detections are the binding's, number for number (:class:`_YuNetCall`).
 """
 
 from __future__ import annotations
 
 import abc
+import ctypes
 import importlib
+import importlib.metadata
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -214,6 +223,75 @@ def _import_yuface() -> Any:
             os.environ.pop("OMP_NUM_THREADS", None)
 
 
+# What fasdistill calls directly: libfacedetection's C++ entry point in the yuface
+# wheels it was checked against (ABI, buffer size and result layout are the library's).
+_DIRECT_YUFACE_VERSIONS = ("2023.5.1",)
+_FACEDETECT_LIBRARY = "libfacedetection.so.v0.0.3"  # the file yuface's extension links
+_FACEDETECT_SYMBOL = "_Z14facedetect_cnnPhS_iii"  # int* facedetect_cnn(uchar*, uchar*, int x3)
+_RESULT_BUFFER_BYTES = 0x9000  # libfacedetection's DETECT_BUFFER_SIZE, as yuface allocates it
+_RESULT_COLUMNS = 16  # int16 per face: confidence %, x, y, w, h, 10 landmark coordinates, unused
+
+
+class _YuNetCall:
+    """``facedetect_cnn`` with a result buffer owned by Python: yuface's result, without its leak.
+
+    yuface 2023.5.1's binding mallocs the 36,864-byte result buffer on every call
+    and never frees it. Here each call gets a NumPy buffer that is freed with it
+    (one per call, so threads sharing a detector never share a buffer), and the
+    rows are copied out exactly as the binding copies them. The library is loaded
+    as a ``PyDLL``, so the call holds the GIL as the binding's did.
+    """
+
+    def __init__(self, function: Any) -> None:
+        self._function = function
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Raw rows (N, 16) int16 of a contiguous BGR uint8 image, as ``yuface.yuface.detect``."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"YuNet needs a BGR uint8 (H, W, 3) image, got {image.shape}")
+        if not image.flags.c_contiguous:  # the library reads rows of 3 * width bytes
+            raise InputError("YuNet needs a C-contiguous image (np.ascontiguousarray)")
+        height, width = image.shape[:2]
+        buffer = np.zeros(_RESULT_BUFFER_BYTES, np.uint8)
+        self._function(buffer.ctypes.data, image.ctypes.data, width, height, 3 * width)
+        count = int(buffer[:4].view(np.int32)[0])
+        if not 0 <= count <= (_RESULT_BUFFER_BYTES - 4) // (2 * _RESULT_COLUMNS):
+            raise RuntimeError(f"libfacedetection reported {count} faces: not a result buffer")
+        rows = np.frombuffer(buffer, np.int16, count * _RESULT_COLUMNS, offset=4)
+        return rows.reshape(count, _RESULT_COLUMNS).copy()
+
+
+def _yunet_call() -> Any:
+    """A function image -> raw YuNet rows that does not leak, or yuface's binding if it must.
+
+    The direct call needs the yuface release it was checked against and its
+    separate libfacedetection library (Linux wheels); anywhere else yuface's own
+    binding runs, with a warning that it leaks about 36 KB per detection.
+    """
+    module = _import_yuface()
+    try:
+        version = importlib.metadata.version("yuface")
+    except importlib.metadata.PackageNotFoundError:
+        version = ""
+    library = Path(module.__file__).parent / _FACEDETECT_LIBRARY
+    if version in _DIRECT_YUFACE_VERSIONS and library.is_file():
+        try:
+            function = getattr(ctypes.PyDLL(str(library)), _FACEDETECT_SYMBOL)
+        except (OSError, AttributeError):
+            function = None
+        if function is not None:
+            function.restype = ctypes.c_void_p
+            function.argtypes = [ctypes.c_void_p, ctypes.c_void_p] + [ctypes.c_int] * 3
+            return _YuNetCall(function)
+    warnings.warn(
+        f"yuface {version or '(unknown version)'}: calling its own binding, which in 2023.5.1 "
+        "leaked about 36 KB per detection; long runs may grow in memory",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return module.yuface.detect
+
+
 class YuNetDetector(FaceDetector):
     """libfacedetection's YuNet CNN via ``yuface``: boxes, scores in [0, 1], five landmarks.
 
@@ -241,7 +319,7 @@ class YuNetDetector(FaceDetector):
         self.max_side = max_side
 
     def _build_model(self) -> Any:
-        return _import_yuface().detect  # the weights are compiled in: nothing to load
+        return _yunet_call()  # the weights are compiled in: nothing to load
 
     def _scale(self, height: int, width: int) -> float:
         """Resize factor that brings the image into YuNet's comfortable range."""
@@ -263,9 +341,10 @@ class YuNetDetector(FaceDetector):
             image = cv2.resize(image, size, interpolation=interpolation)
         # yuface reads the raw buffer as if contiguous: a strided view (a crop) is misread.
         image = np.ascontiguousarray(image)
-        confs, boxes, landmarks = model(image, conf=self.score_threshold)
+        raw = model(image)  # one row per face: confidence %, x, y, w, h, 5 landmarks, unused
+        raw = raw[raw[:, 0] > self.score_threshold * 100]  # as yuface.detect filters them
         detections = []
-        for conf, box, marks in zip(confs, boxes, landmarks, strict=True):
+        for conf, box, marks in zip(raw[:, 0], raw[:, 1:5], raw[:, 5:15], strict=True):
             x, y, w, h = (float(v) / scale for v in box)
             points = tuple(
                 (float(marks[i]) / scale, float(marks[i + 1]) / scale) for i in range(0, 10, 2)
