@@ -87,7 +87,10 @@ class ForeignModel:
                 f"{path}: the model expects crops at scale {self.spec.crop_scale}, the index "
                 f"{index.root} has {index.scale}; prepare crops at its scale"
             )
-        self.teacher = OnnxTeacher(self.spec, path, tuple(index.classes))
+        # Run once on a dummy batch: a sidecar field the model contradicts (input_size,
+        # live_index, output, classes) is one line naming the sidecar, before any work.
+        where = self.source if self.source != "fasdistill metadata" else str(path)
+        self.teacher = OnnxTeacher(self.spec, path, tuple(index.classes), where=where)
         self.input_size = int(self.teacher.input_size)
 
     def score(self, images: np.ndarray) -> np.ndarray:

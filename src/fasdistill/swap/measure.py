@@ -14,6 +14,7 @@ measuring energy leaves that model x runtime cell out, with the reason, in
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -120,12 +121,41 @@ def check_models(
     return candidates
 
 
+def _prefixed(log: Log, prefix: str, line: str) -> None:
+    log(prefix + line)
+
+
 def _eta(done: int, total: int, start: float) -> str:
     """Elapsed time and, from the pace so far, the time left."""
     elapsed = time.perf_counter() - start
     if done == 0:
         return "started"
     return f"{elapsed:.0f} s, about {elapsed / done * (total - done):.0f} s left"
+
+
+def _scoring_progress(
+    score: Callable[[np.ndarray], np.ndarray], total: int, what: str, log: Log, every: float = 10.0
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``score`` that logs how many of ``total`` crops it scored, at most every ``every`` s.
+
+    A 256-px third-party model can take seconds per crop on one core; this keeps the
+    terminal saying where it is and how long is left.
+    """
+    start = last = time.perf_counter()
+    done = 0
+
+    def run(images: np.ndarray) -> np.ndarray:
+        nonlocal done, last
+        result = score(images)
+        done += len(images)
+        now = time.perf_counter()
+        if now - last >= every and done < total:
+            last = now
+            left = (now - start) / done * (total - done)
+            log(f"{what}: {done}/{total} crops scored, about {left:.0f} s left")
+        return result
+
+    return run
 
 
 def run_swap(
@@ -153,9 +183,11 @@ def run_swap(
     start = time.perf_counter()
     for i, c in enumerate(candidates):
         step = f"[{i + 1}/{len(candidates)}] {c.label}"
+        started = time.perf_counter()
         if c.foreign is not None:
             log(f"{step}: scoring dev and test in ONNX Runtime ({_eta(i, len(candidates), start)})")
-            entry, scores = _foreign(c, index, options, callers)
+            prefixed = functools.partial(_prefixed, log, f"{step}: ")
+            entry, scores = _foreign(c, index, options, callers, prefixed)
         else:
             what = f"exporting to {', '.join(formats)} and scoring" if formats else "scoring"
             log(f"{step}: {what} ({_eta(i, len(candidates), start)})")
@@ -166,7 +198,11 @@ def run_swap(
         entry["test"] = entry["accuracy"][entry["primary_runtime"]]["test"]
         models.append(entry)
         left = "".join(f"; {r} left out: {why}" for r, why in entry["missing"].items())
-        log(f"{step}: {entry['model']}, {entry['weight']['params'] / 1e6:.3f} M params{left}")
+        took = time.perf_counter() - started
+        log(
+            f"{step}: {entry['model']}, {entry['weight']['params'] / 1e6:.3f} M params, "
+            f"done in {took:.0f} s{left}"
+        )
     latency = _time_all(models, callers, options, log)
     for m in models:
         m["latency"] = {r: latency[r][m["label"]] for r in options.runtimes if r in latency}
@@ -268,14 +304,16 @@ def _ours(
 
 
 def _foreign(
-    c: Candidate, index: CropIndex, options: SwapOptions, callers: Callers
+    c: Candidate, index: CropIndex, options: SwapOptions, callers: Callers, log: Log
 ) -> tuple[dict[str, Any], ScoreSet]:
     """A third-party ONNX model: its own preprocessing, a dev threshold, ONNX Runtime only."""
     model, path = c.foreign, c.path
     assert model is not None
     size = model.input_size
     meta = {"threshold_level": "frame"}
-    sets = score_splits(model.score, index, size)  # dev and test scored once each
+    total = sum(r["split"] in ("dev", "test") for r in index.rows)
+    scorer = _scoring_progress(model.score, total, "scoring", log)
+    sets = score_splits(scorer, index, size)  # dev and test scored once each
     threshold = eer_threshold(sets["dev"], meta)
     accuracy = metrics_at(sets, meta, threshold)
     weight = onnx_weight(path, size)
@@ -327,7 +365,7 @@ def _time_all(
         cap = options.latency_max_seconds * len(calls)
         log(
             f"timing {runtime} batch {batch} ({done + 1}/{len(loops)}): {len(calls)} model(s), "
-            f"at most {cap:.0f} s"
+            f"at most {cap:.0f} s (or a warm-up and a timed call each, if longer)"
         )
         sizes = {label: by_label[label]["input_size"] for label in calls}
         inputs = {label: np.zeros((batch, 3, n, n), np.float32) for label, n in sizes.items()}
@@ -346,7 +384,8 @@ def _time_all(
             by_label[label]["missing"][runtime] = f"batch {batch}: {why}"
             del calls[label]
         results = ", ".join(
-            f"{k} {v.median_ms:.3f} ms ({v.runs} runs{', capped' if v.capped else ''})"
+            f"{k} {v.median_ms:.3f} ms ({v.runs} run{'s' * (v.runs != 1)}"
+            f"{', capped' if v.capped else ''})"
             for k, v in timed.items()
         )
         results += "".join(f"; {k} left out: {why}" for k, why in failed.items())

@@ -6,6 +6,7 @@ it reads as a dash, and the closing line counts and names every such cell.
 
 from __future__ import annotations
 
+import math
 import textwrap
 from typing import Any
 
@@ -47,10 +48,17 @@ def closing_line(swap: dict[str, Any]) -> str:
     return f"finished; {cells} left out: " + "; ".join(lines)
 
 
+def times(value: float) -> str:
+    """``7.1x``; a ratio below 0.1 keeps two significant digits (``0.000057x``), not ``0.0x``."""
+    if value >= 0.095 or value <= 0:
+        return f"{value:.1f}x"
+    return f"{value:.{1 - math.floor(math.log10(value))}f}x"
+
+
 def speedup_text(m: dict[str, Any], runtime: str) -> str:
     """``7.1x`` against the reference in ``runtime``, or a dash where a cell is missing."""
     ratio = m["vs_reference"].get(runtime)
-    return DASH if ratio is None else f"{ratio['speedup']:.1f}x"
+    return DASH if ratio is None else times(ratio["speedup"])
 
 
 def best_text(m: dict[str, Any], kind: str) -> str:
@@ -59,7 +67,7 @@ def best_text(m: dict[str, Any], kind: str) -> str:
     b2b = m["vs_reference"]["best_to_best"].get(kind)
     if best is None or b2b is None:
         return DASH
-    return f"{b2b['speedup']:.1f}x ({best['runtime']}, {best['median_ms']:.3f} ms)"
+    return f"{times(b2b['speedup'])} ({best['runtime']}, {best['median_ms']:.3f} ms)"
 
 
 def ratio_rows(swap: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
