@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import struct
 import subprocess
 import sys
+import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,13 +16,16 @@ import cv2
 import matplotlib.cbook
 import numpy as np
 import pytest
+import torch
 from skimage import data as skdata
 
 from fasdistill.cli import main
 from fasdistill.data.crops import square_crop
 from fasdistill.data.loader import CropDataset, read_crop_index
 from fasdistill.engine.trainer import train
+from fasdistill.errors import InputError
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint
+from fasdistill.infer.model_file import ModelFile
 from fasdistill.infer.predict import FAILURES, PredictOptions, Predictor, QualityGate
 from fasdistill.infer.video import VideoOptions, decide, predict_video
 from test_train import make_index, smoke
@@ -223,3 +228,147 @@ def test_cli_predicts_folders_as_json_lines_and_reports_errors_by_exit_status(
     assert main(["predict", str(tmp_path / "nope.jpg"), "--model", str(model)]) == 2
     assert "nope.jpg: no such file or directory" in capsys.readouterr().err
     assert main(["predict", str(folder), "--model", str(tmp_path / "m.onnx")]) == 2
+
+
+# ---------------------------------------------------------------- long-running use
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child process, killed after ``timeout`` seconds (a hang fails the test)."""
+    command = [sys.executable, "-m", "fasdistill.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def test_output_closed_early_ends_quietly(model: Path, tmp_path: Path) -> None:
+    """`fasdistill predict ... | head -1`: no traceback, the exit status of a SIGPIPE-ed tool."""
+    blank = np.full((48, 48, 3), 128, np.uint8)
+    for i in range(200):  # enough that the child is still writing when the reader leaves
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), blank)
+    command = [sys.executable, "-m", "fasdistill.cli", "predict", str(tmp_path), "--model"]
+    child = subprocess.Popen(
+        [*command, str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stderr is not None
+    first = child.stdout.readline()
+    child.stdout.close()
+    error = child.stderr.read()
+    assert child.wait(timeout=120) == 141, error
+    assert first.startswith("no_face") and "000.png" in first
+    assert "Traceback" not in error and "BrokenPipe" not in error, error
+
+
+def test_special_files_get_a_status_without_being_opened(model: Path, tmp_path: Path) -> None:
+    """A FIFO named x.jpg would block a reader forever; it, a socket, a device and a broken
+    link are named for what they are, and the real image is still judged."""
+    import os
+    import socket
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "face.jpg"), astronaut())
+    os.mkfifo(folder / "x.jpg")
+    os.mkfifo(folder / "clip.avi")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "sock.png"))
+    (folder / "null.png").symlink_to("/dev/null")
+    (folder / "gone.png").symlink_to(folder / "deleted.png")
+    try:
+        done = _cli("predict", str(folder), str(folder / "x.jpg"), "--model", str(model), "--json")
+    finally:
+        server.close()
+    assert done.returncode == 0, done.stderr
+    results = {Path(r["path"]).name: r for r in map(json.loads, done.stdout.splitlines())}
+    expected = {
+        "x.jpg": "named pipe",
+        "clip.avi": "named pipe",
+        "sock.png": "socket",
+        "null.png": "character device",
+        "gone.png": "broken symbolic link",
+    }
+    for name, kind in expected.items():
+        assert results[name]["status"] == "unreadable" and kind in results[name]["detail"], name
+    assert results["face.jpg"]["status"] in ("bonafide", "attack")
+    assert len(done.stdout.splitlines()) == 7  # x.jpg twice: in the folder and named
+
+
+def test_a_folder_without_media_is_an_error_that_says_what_was_looked_for(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty, text_only = tmp_path / "empty", tmp_path / "notes"
+    empty.mkdir()
+    text_only.mkdir()
+    (text_only / "readme.txt").write_text("no pictures here")
+    for folder in (empty, text_only):
+        assert main(["predict", str(folder), "--model", str(model)]) == 2
+        error = capsys.readouterr().err
+        assert f"{folder}: no image or video files" in error
+        assert ".jpg" in error and ".mp4" in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize("threads", ["0", "-2", "two"])
+def test_threads_below_one_are_an_argument_error(
+    model: Path, threads: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", "x.jpg", "--model", str(model), "--threads", threads])
+    assert stop.value.code == 2
+    assert "argument --threads" in capsys.readouterr().err
+    with pytest.raises(InputError, match="threads"):
+        PredictOptions(threads=0).validate()
+
+
+def test_a_face_cut_by_the_frame_edge_is_never_scored(predictor: Predictor) -> None:
+    face = astronaut()  # face box (178, 63, 89, 112)
+    lenient = ModelFile(predictor.model.path, "onnx", predictor.model.meta | {"threshold": 0.0})
+    accept_all = Predictor(lenient)  # every scored face would be bona fide
+    assert accept_all.predict(face).status == "bonafide"
+    for cut in (178, 187, 200):  # the face starts at the edge, loses a tenth, a quarter
+        result = accept_all.predict(np.ascontiguousarray(face[:, cut:]))
+        assert result.status == "face_not_in_frame" and result.score is None, (cut, result)
+        assert "left edge" in result.detail and "crop at scale" in result.detail
+    touching = accept_all.predict(face, (0.0, 63.0, 89.0, 112.0))  # a given box at x = 0
+    assert touching.status == "face_not_in_frame" and "touches the left edge" in touching.detail
+    bottom = face[: 63 + 112 + 2]  # two pixels below the chin: closer than 5 % of 112 px
+    assert accept_all.predict(bottom, (178.0, 63.0, 89.0, 112.0)).status == "face_not_in_frame"
+    inside = accept_all.predict(face[:, 160:], (18.0, 63.0, 89.0, 112.0))  # 18 px >= 5.6 px
+    assert inside.status == "bonafide"
+    loose = Predictor(lenient, PredictOptions(min_edge_margin=0.0))
+    assert loose.predict(face, (0.0, 63.0, 89.0, 112.0)).status == "face_not_in_frame"
+    assert loose.predict(face, (1.0, 63.0, 89.0, 112.0)).status == "bonafide"
+
+
+def test_a_predictor_leaves_torch_threads_alone(model: Path) -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        predictor = Predictor.from_file(model, PredictOptions(threads=1))
+        assert predictor.predict(astronaut()).status in ("bonafide", "attack")
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_videos_are_judged_frame_by_frame_without_keeping_frames(
+    predictor: Predictor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory must not grow with --frames: a frame is dropped once it is judged."""
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 512))
+    for i in range(8):
+        writer.write(np.roll(astronaut(), i, axis=1))
+    writer.release()
+    expected = predict_video(predictor, path, VideoOptions(frames=8))
+    seen: list[weakref.ref[np.ndarray]] = []
+    alive_before: list[int] = []
+    judge = Predictor.predict
+
+    def recording(self: Predictor, image: np.ndarray, box: object = None) -> object:
+        gc.collect()
+        alive_before.append(sum(ref() is not None for ref in seen))
+        seen.append(weakref.ref(image))
+        return judge(self, image, box)
+
+    monkeypatch.setattr(Predictor, "predict", recording)
+    got = predict_video(predictor, path, VideoOptions(frames=8))
+    assert got.as_dict() == expected.as_dict() and got.frames == 8
+    assert max(alive_before) <= 1, alive_before  # at most the frame just before

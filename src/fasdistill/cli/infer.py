@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fasdistill.infer.predict import Predictor
+    from fasdistill.infer.video import VideoOptions
 
 
 def add_calibrate(sub: argparse._SubParsersAction) -> None:
@@ -120,6 +126,18 @@ def _warn(warnings: list[str]) -> None:
 
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm"})
+SIGPIPE_EXIT = 141  # 128 + SIGPIPE: what a shell reports for a Unix tool whose reader left
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (so the flag is named in the error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -133,9 +151,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         description="Detect the face, crop it exactly as the model's training crops were cut "
         "(read from the model file), check its size and quality, score it and decide at the "
         "model's calibrated threshold. Images and videos that cannot be judged get a status "
-        "(unreadable, image_too_large, no_face, multiple_faces, face_too_small, low_quality), "
-        "never bonafide. The exit status reports errors (2: bad model, option or path), "
-        "not decisions.",
+        "(unreadable, image_too_large, no_face, multiple_faces, face_not_in_frame, "
+        "face_too_small, low_quality), never bonafide. The exit status reports errors (2: bad "
+        "model, option, path or a folder without images or videos; 141: the reader of the "
+        "output went away, e.g. | head), not decisions.",
     )
     p.add_argument("paths", nargs="+", type=Path, help="images, videos or folders (recursive)")
     p.add_argument(
@@ -153,24 +172,54 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-sharpness", type=float, default=gate.min_sharpness)
     p.add_argument("--min-brightness", type=float, default=gate.min_brightness)
     p.add_argument("--max-brightness", type=float, default=gate.max_brightness)
-    p.add_argument("--frames", type=int, default=video.frames, help="frames sampled per video")
-    p.add_argument("--window", type=int, default=video.window, help="smoothing window (frames)")
+    p.add_argument(
+        "--min-edge-margin",
+        type=float,
+        default=PredictOptions().min_edge_margin,
+        help="least gap between the face box and the frame edge, as a share of the box's "
+        "longer side (default %(default)s); closer: face_not_in_frame",
+    )
+    p.add_argument(
+        "--frames", type=positive_int, default=video.frames, help="frames sampled per video"
+    )
+    p.add_argument(
+        "--window", type=positive_int, default=video.window, help="smoothing window (frames)"
+    )
     p.add_argument("--video-rule", choices=RULES, default=video.rule)
-    p.add_argument("--threads", type=int, default=PredictOptions().threads)
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=PredictOptions().threads,
+        help="inference threads (>= 1)",
+    )
     p.set_defaults(handler=_run_predict, stage="predict")
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for images and videos, in sorted order."""
+    """Files as given; folders searched recursively for images and videos, in sorted order.
+
+    Names are matched, nothing is opened: a FIFO or socket named like an image is
+    listed and the predictor reports it ``unreadable`` without reading it. A missing
+    path, or a folder holding no image or video, is an InputError before any file
+    is judged.
+    """
     from fasdistill.data.imageio import VIDEO_SUFFIXES
     from fasdistill.errors import InputError
 
+    media = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            media = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in media)
-        elif path.exists():
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in media and not p.is_dir()
+            )
+            if not found:
+                raise InputError(
+                    f"{path}: no image or video files in this folder or below (looked for "
+                    f"{' '.join(sorted(IMAGE_SUFFIXES))} and {' '.join(sorted(VIDEO_SUFFIXES))})"
+                )
+            files += found
+        elif path.exists() or path.is_symlink():  # a broken link gets its status line
             files.append(path)
         else:
             raise InputError(f"{path}: no such file or directory")
@@ -178,16 +227,45 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from fasdistill.data.imageio import is_video
-    from fasdistill.infer.predict import PredictOptions, Predictor, QualityGate, boxes_beside
-    from fasdistill.infer.video import VideoOptions, predict_video
+    from fasdistill.infer.predict import PredictOptions, Predictor, QualityGate
+    from fasdistill.infer.video import VideoOptions
 
     files = expand_paths(args.paths)
     gate = QualityGate(args.min_sharpness, args.min_brightness, args.max_brightness)
-    options = PredictOptions(args.detector, args.multiple_faces, quality=gate, threads=args.threads)
+    options = PredictOptions(
+        args.detector,
+        args.multiple_faces,
+        min_edge_margin=args.min_edge_margin,
+        quality=gate,
+        threads=args.threads,
+    )
     video = VideoOptions(frames=args.frames, window=args.window, rule=args.video_rule)
     video.validate()
     predictor = Predictor.from_file(args.model, options)
+    if predictor.model.kind == "pytorch":  # torch's thread pool is the process's: ours here
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        _predict_files(args, predictor, files, video)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, like a Unix tool killed by SIGPIPE.
+        # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return SIGPIPE_EXIT
+    return 0
+
+
+def _predict_files(
+    args: argparse.Namespace, predictor: Predictor, files: list[Path], video: VideoOptions
+) -> None:
+    """One line (or JSON object) per file, flushed as it is judged."""
+    from fasdistill.data.imageio import is_video
+    from fasdistill.infer.predict import boxes_beside
+    from fasdistill.infer.video import predict_video
+
     use_boxes = args.boxes == "auto"
     for path in files:
         if is_video(path):
@@ -201,5 +279,4 @@ def _run_predict(args: argparse.Namespace) -> int:
         else:
             score = "-" if result["score"] is None else f"{result['score']:.4f}"
             detail = f"  ({result['detail']})" if result.get("detail") else ""
-            print(f"{result['status']:15s} {score:>7s}  {path}{detail}", flush=True)
-    return 0
+            print(f"{result['status']:17s} {score:>7s}  {path}{detail}", flush=True)

@@ -8,11 +8,15 @@ Whatever OpenCV can decode becomes an 8-bit BGR image, turned upright by its
 EXIF orientation (phone photos): grayscale is expanded, alpha dropped, 16-bit
 scaled down. Zero-byte, corrupt, truncated and unknown files
 are ``unreadable``. The format is sniffed from the bytes, never from the name.
+Only regular files are opened: a named pipe called ``x.jpg`` would block the
+reader until something writes to it, and a device may never end, so paths of any
+other kind (and broken symbolic links) are ``unreadable`` by their mode alone.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,30 @@ class ImageRead:
     image: np.ndarray | None
     status: str  # "ok" | "unreadable" | "image_too_large"
     detail: str = ""
+
+
+def not_regular(path: str | os.PathLike[str]) -> str:
+    """Why ``path`` must not be opened as a file ('' for a regular file or a missing path).
+
+    Judged by ``os.stat`` alone: a FIFO, socket, device or directory is named for what
+    it is, a symbolic link whose target is gone as such.
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return "a broken symbolic link" if path.is_symlink() else ""
+    if stat.S_ISREG(mode):
+        return ""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    return f"{kind}, not a regular file"
 
 
 class TooManyPixels(InputError):
@@ -92,6 +120,9 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
 def read_image(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> ImageRead:
     """Read an image file safely (see the module docstring); never raises for bad data."""
     path = Path(path)
+    problem = not_regular(path)
+    if problem:
+        return ImageRead(None, "unreadable", f"{path}: {problem}")
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:

@@ -9,11 +9,12 @@ sequential and a short (truncated) video yields what it has.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
-from fasdistill.data.imageio import MAX_PIXELS
+from fasdistill.data.imageio import MAX_PIXELS, not_regular
 from fasdistill.errors import InputError
 
 MAX_FRAME_PIXELS = MAX_PIXELS  # the still-image memory bound applies to frames too
@@ -24,7 +25,14 @@ class FramesTooLarge(InputError):
 
 
 def open_video(path: str | os.PathLike[str]) -> cv2.VideoCapture:
-    """Open a video for reading with automatic rotation; InputError if unreadable."""
+    """Open a video file for reading with automatic rotation; InputError if unreadable.
+
+    Only a regular file is handed to OpenCV: a named pipe would block it (see
+    :func:`~fasdistill.data.imageio.not_regular`).
+    """
+    problem = not_regular(path)
+    if problem:
+        raise InputError(f"{path}: {problem}")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise InputError(f"{path}: cannot open the video (missing, unreadable or unknown codec)")
@@ -61,17 +69,18 @@ def sample_indices(
     return sorted(set(np.linspace(0, n - 1, count).round().astype(int).tolist()))
 
 
-def read_frames(
+def iter_frames(
     path: str | os.PathLike[str],
     count: int | None = None,
     every: int | None = None,
     limit: int | None = None,
     max_pixels: int | None = None,
-) -> tuple[list[tuple[int, np.ndarray]], list[int]]:
-    """Decode the sampled frames of a video.
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Decode the sampled frames of a video one at a time, in order.
 
-    Returns ``(frames, missing)``: ``(index, BGR frame)`` pairs read, and the
-    planned indices the file could not deliver (a truncated or damaged video).
+    Yields ``(index, BGR frame)`` for every planned index; the frame is None where
+    the file could not deliver it (a truncated or damaged video). Only one decoded
+    frame is held at a time, so a long video costs no more memory than a short one.
     Frames larger than ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`) raise
     :class:`FramesTooLarge` before any is decoded.
     """
@@ -89,21 +98,39 @@ def read_frames(
             capture.release()
             capture = open_video(path)
         wanted = sample_indices(total, count, every, limit)
-        frames: list[tuple[int, np.ndarray]] = []
-        if not wanted:
-            return frames, []
         targets = set(wanted)
-        last = wanted[-1]
         index = 0
-        while index <= last:
+        while wanted and index <= wanted[-1]:
             if not capture.grab():
                 break
             if index in targets:
                 ok, frame = capture.retrieve()
-                if ok and frame is not None:
-                    frames.append((index, frame))
+                yield index, frame if ok and frame is not None else None
             index += 1
-        got = {i for i, _ in frames}
-        return frames, [i for i in wanted if i not in got]
+        for missing in wanted:
+            if missing >= index:
+                yield missing, None
     finally:
         capture.release()
+
+
+def read_frames(
+    path: str | os.PathLike[str],
+    count: int | None = None,
+    every: int | None = None,
+    limit: int | None = None,
+    max_pixels: int | None = None,
+) -> tuple[list[tuple[int, np.ndarray]], list[int]]:
+    """Decode the sampled frames of a video (:func:`iter_frames`), all at once.
+
+    Returns ``(frames, missing)``: ``(index, BGR frame)`` pairs read, and the
+    planned indices the file could not deliver (a truncated or damaged video).
+    """
+    frames: list[tuple[int, np.ndarray]] = []
+    missing: list[int] = []
+    for index, frame in iter_frames(path, count, every, limit, max_pixels):
+        if frame is None:
+            missing.append(index)
+        else:
+            frames.append((index, frame))
+    return frames, missing

@@ -6,11 +6,18 @@ detector it used, then the same resize and normalisation as the training loader.
 face gets ``bonafide`` or ``attack`` only when everything before the model worked:
 otherwise the result says why not, and never ``bonafide``:
 
-``unreadable`` (missing, empty, corrupt or truncated file), ``image_too_large``
-(its header declares more pixels than the memory bound), ``no_face``,
-``multiple_faces`` (policy ``reject``), ``face_too_small`` (the crop would be
-enlarged more than ``max_upscale`` times to reach the model's input), and
-``low_quality`` (blurred, too dark or too bright: :class:`QualityGate`).
+``unreadable`` (missing, empty, corrupt or truncated file, or not a regular
+file), ``image_too_large`` (its header declares more pixels than the memory
+bound), ``no_face``, ``multiple_faces`` (policy ``reject``),
+``face_not_in_frame`` (the face box touches or crosses the frame's edge:
+:func:`edge_problem`), ``face_too_small`` (the crop would be enlarged more than
+``max_upscale`` times to reach the model's input), and ``low_quality`` (blurred,
+too dark or too bright: :class:`QualityGate`).
+
+A ``Predictor`` changes no process-wide state: ``threads`` goes to the runtimes
+that take a per-session thread count (ONNX Runtime, ExecuTorch, LiteRT, ncnn);
+PyTorch's intra-op thread pool is global to the process, so for a ``best.pt`` it
+is the caller's to set (``torch.set_num_threads``; the CLI does it).
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-import torch
 
 from fasdistill.data.crops import square_crop, square_region
 from fasdistill.data.detect import Detection, FaceDetector, get_detector
@@ -38,6 +44,7 @@ FAILURES = (
     "image_too_large",
     "no_face",
     "multiple_faces",
+    "face_not_in_frame",
     "face_too_small",
     "low_quality",
 )
@@ -87,6 +94,7 @@ class PredictOptions:
     detector: str | None = None  # None: the detector the training crops were prepared with
     multiple_faces: str = "largest"  # or "reject"
     max_upscale: float = 2.0  # a crop may be enlarged at most this much to the model input
+    min_edge_margin: float = 0.05  # face box to frame edge, as a share of its longer side
     quality: QualityGate = field(default_factory=QualityGate)
     max_pixels: int = MAX_PIXELS
     threads: int = 1
@@ -98,6 +106,10 @@ class PredictOptions:
             )
         if self.max_upscale < 1:
             raise InputError(f"max upscale must be >= 1, got {self.max_upscale}")
+        if not 0 <= self.min_edge_margin < 1:
+            raise InputError(f"min edge margin must lie in [0, 1), got {self.min_edge_margin}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise InputError(f"threads must be an integer >= 1, got {self.threads!r}")
 
 
 @dataclass
@@ -140,7 +152,6 @@ class Predictor:
         self.threshold = model.threshold
         self.detector_name = self.options.detector or meta.get("detector") or "yunet"
         get_detector(self.detector_name)  # fail now if it cannot load here
-        torch.set_num_threads(self.options.threads)
         self._score = model.scorer(self.options.threads)
         self._lock = None if model.kind in THREAD_SAFE_RUNTIMES else threading.Lock()
         self._local = threading.local()
@@ -189,6 +200,9 @@ class Predictor:
             _, _, side = square_region(box, self.crop_scale, width, height)
         except InputError as exc:  # a given box with no area or outside the image
             return Prediction("no_face", box=box, faces=0, detail=str(exc)), None
+        cut = edge_problem(box, width, height, self.options.min_edge_margin, self.crop_scale)
+        if cut:
+            return Prediction("face_not_in_frame", box=box, faces=faces, detail=cut), None
         if side * self.options.max_upscale < self.input_size:
             detail = f"crop side {side} px < {self.input_size} px / {self.options.max_upscale:g}"
             return Prediction("face_too_small", box=box, faces=faces, detail=detail), None
@@ -233,6 +247,48 @@ class Predictor:
                 result.threshold = self.threshold
                 result.status = "bonafide" if score >= self.threshold else "attack"
         return results
+
+
+def edge_problem(
+    box: tuple[float, float, float, float],
+    width: int,
+    height: int,
+    margin: float,
+    crop_scale: float,
+) -> str:
+    """Why a face is not wholly inside the frame ('' when it is).
+
+    A face box must keep at least ``margin`` times its longer side from every edge
+    of the frame, and never touch one: a face the edge cuts is only partly seen,
+    and detectors then draw its box at or past the edge (YuNet puts the box of the
+    astronaut photo, cut so her face starts at x = 0, 4 px from it; cut by a tenth
+    of her face, at x = 0). SynthSpoof's training faces keep 7 % or more of their
+    side from every edge. The detail also says how much of the model's context crop
+    (``crop_scale`` times the box, centred on it) the frame lacks.
+    """
+    x, y, w, h = box
+    longer = max(w, h)
+    gaps = {"left": x, "top": y, "right": width - (x + w), "bottom": height - (y + h)}
+    edge, gap = min(gaps.items(), key=lambda item: item[1])
+    needed = margin * longer
+    if gap > 0 and gap >= needed:
+        return ""
+    side = crop_scale * longer
+    cx, cy = x + w / 2, y + h / 2
+    seen_w = max(0.0, min(cx + side / 2, width) - max(cx - side / 2, 0))
+    seen_h = max(0.0, min(cy + side / 2, height) - max(cy - side / 2, 0))
+    outside = 1 - seen_w * seen_h / (side * side)
+    if gap < 0:
+        where = f"crosses the {edge} edge of the {width}x{height} frame by {-gap:.3g} px"
+    elif gap == 0:
+        where = f"touches the {edge} edge of the {width}x{height} frame"
+    else:
+        where = f"is {gap:.3g} px from the {edge} edge of the {width}x{height} frame"
+    wanted = f"at least {needed:.3g} px: {margin:.0%} of its {longer:.0f} px side"
+    return (
+        f"face box {where} (needs a gap, {wanted}); {outside:.0%} of the model's "
+        f"{side:.0f} px crop at scale {crop_scale:g} lies outside the frame"
+    )
 
 
 def boxes_beside(path: Path) -> dict[int, tuple[float, float, float, float]] | None:

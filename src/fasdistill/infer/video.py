@@ -14,6 +14,9 @@ A video is only ``bonafide`` when at least ``min_scored`` of its sampled frames 
 a scored face; otherwise its status is the most common reason frames failed
 (``no_face``, ``low_quality``, ...), and a file that yields no frame is
 ``unreadable``.
+
+Frames are decoded, judged and dropped one at a time: only their statuses and
+scores are kept, so memory does not grow with ``frames``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from fasdistill.data.video import FramesTooLarge, read_frames
+from fasdistill.data.video import FramesTooLarge, iter_frames
 from fasdistill.errors import InputError
 from fasdistill.infer.predict import Prediction, Predictor, boxes_beside
 
@@ -87,21 +90,6 @@ def decide(scores: np.ndarray, threshold: float, options: VideoOptions) -> tuple
     return value, value >= threshold
 
 
-def read_video_frames(
-    path: Path, count: int, max_pixels: int
-) -> tuple[list[tuple[int, np.ndarray]], str, str]:
-    """Sampled BGR frames, and a status (``ok``, ``unreadable``, ``image_too_large``)."""
-    try:
-        frames, _ = read_frames(path, count=count, max_pixels=max_pixels)
-    except FramesTooLarge as exc:
-        return [], "image_too_large", str(exc)
-    except InputError as exc:
-        return [], "unreadable", str(exc)
-    if not frames:
-        return [], "unreadable", f"{path}: no frame could be decoded"
-    return frames, "ok", ""
-
-
 def predict_video(
     predictor: Predictor,
     path: str | os.PathLike[str],
@@ -113,29 +101,43 @@ def predict_video(
     options.validate()
     path = Path(path)
     base = {"rule": options.rule, "window": options.window}
-    frames, status, detail = read_video_frames(path, options.frames, predictor.options.max_pixels)
-    if status != "ok":
-        return VideoPrediction(status, detail=detail, **base)
     boxes = boxes_beside(path) if use_boxes else None
-    results: list[Prediction] = []
-    for index, frame in frames:
-        box = boxes.get(index) if boxes else None
-        results.append(predictor.predict(frame, box))
-    statuses = Counter(r.status for r in results)
-    scores = np.array([r.score for r in results if r.score is not None])
+    reader = iter_frames(path, count=options.frames, max_pixels=predictor.options.max_pixels)
+    statuses: Counter[str] = Counter()
+    frame_scores: list[float] = []
+    decoded = 0
+    while True:
+        try:
+            index, frame = next(reader, (-1, None))
+        except FramesTooLarge as exc:
+            return VideoPrediction("image_too_large", detail=str(exc), **base)
+        except InputError as exc:
+            return VideoPrediction("unreadable", detail=str(exc), **base)
+        if index < 0:
+            break
+        if frame is None:  # a planned frame the file could not deliver
+            continue
+        decoded += 1
+        result: Prediction = predictor.predict(frame, boxes.get(index) if boxes else None)
+        statuses[result.status] += 1
+        if result.score is not None:
+            frame_scores.append(result.score)
+    if not decoded:
+        return VideoPrediction("unreadable", detail=f"{path}: no frame could be decoded", **base)
+    scores = np.array(frame_scores)
     out = VideoPrediction(
         "attack",
         threshold=predictor.threshold,
-        frames=len(frames),
+        frames=decoded,
         scored=len(scores),
         frame_statuses=dict(statuses),
         frame_scores=[round(float(s), 6) for s in scores],
         **base,
     )
-    if len(scores) < options.min_scored * len(frames):
+    if len(scores) < options.min_scored * decoded:
         failures = Counter({k: v for k, v in statuses.items() if k not in ("bonafide", "attack")})
         out.status = failures.most_common(1)[0][0]
-        out.detail = f"{len(scores)} of {len(frames)} frames had a scored face"
+        out.detail = f"{len(scores)} of {decoded} frames had a scored face"
         return out
     out.score, passed = decide(scores, predictor.threshold, options)
     out.status = "bonafide" if passed else "attack"
