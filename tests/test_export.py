@@ -175,6 +175,27 @@ def test_the_head_is_found_by_walking_back_from_the_score(exported: Path) -> Non
         head_nodes(flat)
 
 
+def test_the_head_of_a_gdc_model_starts_at_its_mean_in_onnx_and_pt2e() -> None:
+    """MiniFASNet's head (GDC conv, mean, linear, BN, linear) differs from the pooled ones."""
+    import io
+
+    from fasdistill.export import pt2e
+    from fasdistill.export.onnx import ScoredModel
+    from fasdistill.models.registry import build_model
+
+    scored = ScoredModel(build_model("minifasnet", num_classes=3).deployable()).eval()
+    example = (torch.zeros(1, 3, 32, 32),)
+    buffer = io.BytesIO()
+    torch.onnx.export(scored, example, buffer, output_names=["logits", "score"], dynamo=False)
+    graph = onnx.load_from_string(buffer.getvalue()).graph
+    head = set(head_nodes(graph))
+    ops = {n.op_type for n in graph.node if n.name in head}
+    assert {"ReduceMean", "Gemm", "Softmax", "Gather"} <= ops and "Conv" not in ops
+    captured = torch.export.export(scored, example).module()
+    fx_ops = sorted(pt2e._op(n) for n in pt2e.head_nodes(captured))
+    assert fx_ops == ["batch_norm", "dropout", "linear", "linear", "mean", "select", "softmax"]
+
+
 def test_pt2e_int8_leaves_the_head_unannotated(checkpoint: Path) -> None:
     """ExecuTorch and LiteRT int8 (PT2E): the backend's quantizer skips the head."""
     from fasdistill.export import pt2e
@@ -453,6 +474,9 @@ def test_executorch_programs_match_pytorch_and_carry_a_sidecar(
     assert not list(tmp_path.glob("*.onnx"))
     assert report["formats"]["pte"]["parity"]["max_abs_score_diff"] <= 1e-4
     assert report["formats"]["pte-int8"]["parity"]["decision_agreement"] >= 0.95
+    resolution = report["score_resolution"]  # the int8 program's head and score stay fp32
+    assert resolution["pte-int8"]["distinct"] == resolution["pytorch"]["distinct"]
+    assert resolution["pte-int8"]["grid"] is None
     _, meta = load_deployable(checkpoint)
     for name, fmt in (("model.pte", "pte"), ("model.int8.pte", "pte-int8")):
         sidecar = json.loads((tmp_path / f"{name}.json").read_text())
@@ -478,6 +502,9 @@ def test_litert_models_match_pytorch_and_carry_a_sidecar(
     assert set(report["formats"]) == {"tflite", "tflite-int8"}
     assert report["formats"]["tflite"]["parity"]["max_abs_score_diff"] <= 1e-4
     assert report["formats"]["tflite-int8"]["parity"]["decision_agreement"] >= 0.95
+    resolution = report["score_resolution"]  # the int8 model's head and score stay fp32
+    assert resolution["tflite-int8"]["distinct"] == resolution["pytorch"]["distinct"]
+    assert resolution["tflite-int8"]["grid"] is None
     model, meta = load_deployable(checkpoint)
     for name, fmt in (("model.tflite", "tflite"), ("model.int8.tflite", "tflite-int8")):
         sidecar = json.loads((tmp_path / f"{name}.json").read_text())
