@@ -73,6 +73,7 @@ def test_quickstart_runs_every_stage_and_resumes(tmp_path: Path) -> None:
     scratch_ms = swap["models"][2]["latency"]["onnx"]["batch1"]["median_ms"]
     assert headline["scratch_ms"] == scratch_ms
     assert headline == json.loads((out / "headline.json").read_text())
+    assert headline["failed"] == []  # nothing failed, so the closing lines name nothing
     assert any("[3/6] teacher: ResNet-18, 2 steps" in line for line in lines)
     text = "\n".join(headline_lines(headline))
     scratch_row = next(line for line in text.splitlines() if line.startswith("| student, scratch"))
@@ -155,3 +156,46 @@ def test_the_smoke_budget_writes_every_file_of_a_real_run(tmp_path: Path) -> Non
     for name in ("headline.json", "swap/report.html", "swap/swap.json", "export/model.onnx"):
         assert (out / name).exists(), name
     assert headline["scratch_ms"] > 0 and headline["method"] == packaged_method()[0]
+
+
+def _model(params: float, ms: float | None, acer: float) -> dict[str, Any]:
+    latency = {"onnx": {"batch1": {"median_ms": ms}}} if ms is not None else {}
+    return {
+        "weight": {"params": params},
+        "latency": latency,
+        "vs_reference": {},
+        "power": {},
+        "test": {"acer": acer, "auc": 1 - acer},
+    }
+
+
+def test_a_part_that_failed_is_named_last_and_exits_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fasdistill.quickstart as quickstart
+    from fasdistill.cli import main
+
+    teacher, distilled, scratch = (
+        _model(11e6, 7.0, 0.1),
+        _model(4e5, 0.5, 0.12),
+        _model(4e5, None, 0.2),  # its onnx cell was left out
+    )
+    distilled["vs_reference"] = {
+        "onnx": {"speedup": 14.0, "energy_ratio": 0.07},
+        "accuracy": {"retention": 0.98, "retention_ci": [0.9, 1.05]},
+    }
+    distilled["power"] = {"onnx": {"energy_source": "modelled"}}
+    swap = {"options": {"runtimes": ["onnx"]}, "models": [teacher, distilled, scratch]}
+    headline = quickstart.summarise(swap, "kd", "a reason")
+    assert headline["scratch_ms"] is None and headline["student_ms"] == 0.5
+    failed = ["swap scratch in onnx: parity failed"]
+    headline |= {"report": "r.html", "minutes": 1.0, "failed": failed}
+    lines = headline_lines(headline)
+    scratch_row = next(line for line in lines if line.startswith("| student, scratch"))
+    assert "| n/a |" in scratch_row
+    assert lines[-2:] == ["1 part(s) failed; everything else is complete:", f"  - {failed[0]}"]
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, budget: headline)
+    assert main(["quickstart", "--out", str(tmp_path / "qs")]) == 1
+    assert capsys.readouterr().out.rstrip().endswith(failed[0])
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, budget: headline | {"failed": []})
+    assert main(["quickstart", "--out", str(tmp_path / "qs")]) == 0

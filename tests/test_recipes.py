@@ -93,7 +93,8 @@ def test_recipes_command_lists_every_recipe_and_prints_one(
 
 def test_train_and_distill_take_recipe_names(tmp_path: Path) -> None:
     index = make_index(tmp_path / "toy", {"train": 8, "dev": 4, "test": 4})
-    common = ["--data", str(index), "--no-progress", "train.epochs=1", "data.input_size=16"]
+    common = ["--data", str(index), "--no-progress", "train.epochs=1", "train.min_steps=null"]
+    common.append("data.input_size=16")
     teacher = tmp_path / "teacher"
     assert main(["train", "--recipe", "smoke", "--out", str(teacher), *common]) == 0
     assert (teacher / "checkpoints" / "best.pt").exists()
