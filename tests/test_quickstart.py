@@ -52,7 +52,13 @@ def files_opened() -> Iterator[list[str]]:
         _OPENED.pop()
 
 
-def test_quickstart_runs_every_stage_and_resumes(tmp_path: Path) -> None:
+def test_quickstart_runs_every_stage_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_detector(name: str) -> None:
+        raise AssertionError(f"the quick start needs no face detector, asked for {name}")
+
+    monkeypatch.setattr("fasdistill.data.detect.get_detector", no_detector)  # no [detect] extra
     out = tmp_path / "qs"
     lines: list[str] = []
     with files_opened() as opened:

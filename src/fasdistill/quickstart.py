@@ -202,6 +202,7 @@ class Quickstart:
             dataset="synthspoof",
             root=str(self.out / "synth"),
             protocol="intra",
+            boxes="annotation",  # SynthSpoof's boxes are exact: no face detector, no [detect]
             size=self.budget.crop_size,
         )
         summary = prepare(config, self.index.parent, workers=os.cpu_count() or 1)
