@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fasdistill.config import BUILTIN_RECIPES
-from kd_gain_table import dev_best, table
+from kd_gain_table import dev_best, merge_results, read_results_file, table
 
 RECIPES = BUILTIN_RECIPES  # the recipes that ship inside the package
 OUTPUT_METHODS = ("kd", "kd_std", "dkd", "dist")
@@ -349,23 +349,6 @@ def execute(
     return done
 
 
-RESULT_KEYS = ("budget", "protocols", "methods", "seeds", "results")
-
-
-def read_results_file(path: Path) -> dict[str, Any]:
-    """A ``kd_gain.json`` (ours or a committed one), checked: it names what it holds."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SystemExit(f"{path}: results file not found") from None
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"{path}: not a readable kd_gain results file ({exc})") from None
-    missing = [k for k in RESULT_KEYS if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise SystemExit(f"{path}: not a kd_gain results file (no {', '.join(missing)})")
-    return data
-
-
 def finished_runs(out: Path, jobs: list[Job]) -> dict[str, dict[str, Any]]:
     """The ``result.json`` of every planned job that finished in ``out``."""
     return {
@@ -373,33 +356,6 @@ def finished_runs(out: Path, jobs: list[Job]) -> dict[str, dict[str, Any]]:
         for job in jobs
         if (out / job.name / "result.json").exists()
     }
-
-
-def merge_results(
-    path: Path, payload: dict[str, Any], replace: bool
-) -> tuple[dict[str, Any], list[str]]:
-    """``payload`` merged with the results already in ``path``: a file never loses runs.
-
-    Runs in ``payload`` win over the stored ones; the stored runs it lacks are kept,
-    and protocols, methods and seeds become the union, so the file still tabulates
-    everything it holds. ``replace`` writes ``payload`` alone (asked for by name).
-    Returns the content to write and the job names only the stored file had.
-    """
-    if not path.exists() or replace:
-        return payload, []
-    stored = read_results_file(path)
-    if stored["budget"] != payload["budget"]:
-        raise SystemExit(
-            f"{path} holds runs of another budget ({stored['budget']}, now "
-            f"{payload['budget']}); use another --out"
-        )
-    kept = sorted(set(stored["results"]) - set(payload["results"]))
-    merged = dict(payload)
-    merged["results"] = {k: stored["results"][k] for k in kept} | payload["results"]
-    for key in ("protocols", "methods"):
-        merged[key] = [*stored[key], *(v for v in payload[key] if v not in stored[key])]
-    merged["seeds"] = sorted(set(stored["seeds"]) | set(payload["seeds"]))
-    return merged, kept
 
 
 def main() -> None:
@@ -496,16 +452,7 @@ def main() -> None:
     else:
         indexes = prepare_data(args.out, protocols, budget)
         results = execute(jobs, args.out, indexes, budget, args.parallel)
-    markdown = table(
-        results,
-        protocols,
-        methods,
-        ENSEMBLE,
-        LODO_SEEDS,
-        DR_METHODS,
-        FULL_SIZE_TEACHER,
-        budget.difficulty,
-    )
+    markdown = render(results, protocols, methods, budget.difficulty)
     from fasdistill.engine.provenance import git_commit, versions
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 
@@ -528,6 +475,25 @@ def main() -> None:
     print(f"total {math.ceil((time.perf_counter() - start) / 60)} min; wrote {args.out}/kd_gain.md")
 
 
+def render(
+    results: dict[str, dict[str, Any]],
+    protocols: list[str],
+    methods: list[str],
+    difficulty: float | None,
+) -> str:
+    """The Markdown tables of these runs, with this benchmark's teachers and DR students."""
+    return table(
+        results,
+        protocols,
+        methods,
+        ENSEMBLE,
+        LODO_SEEDS,
+        DR_METHODS,
+        FULL_SIZE_TEACHER,
+        difficulty,
+    )
+
+
 def tabulate_file(path: Path, args: argparse.Namespace) -> None:
     """Print the table of a results file: its protocols, methods and seeds unless narrowed."""
     data = read_results_file(path)
@@ -540,19 +506,7 @@ def tabulate_file(path: Path, args: argparse.Namespace) -> None:
         if k.split("/")[0] in protocols and (k.count("/") == 1 or r["seed"] in seeds)
     }
     print(f"<!-- python benchmarks/kd_gain.py --table-only --results {path} -->")
-    difficulty = data["budget"].get("difficulty")
-    print(
-        table(
-            results,
-            protocols,
-            methods,
-            ENSEMBLE,
-            LODO_SEEDS,
-            DR_METHODS,
-            FULL_SIZE_TEACHER,
-            difficulty,
-        )
-    )
+    print(render(results, protocols, methods, data["budget"].get("difficulty")))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,61 @@
 """The tables of ``kd_gain.py``: per protocol, teacher and students, mean ± std over seeds.
 
 Pure functions of the runs' ``result.json`` records (job name -> record), so a table
-can be rebuilt from finished runs without training anything.
+can be rebuilt from finished runs without training anything; and the results file
+that holds those records (``kd_gain.json``), read with checks and merged so that it
+never loses runs.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
+
+RESULT_KEYS = ("budget", "protocols", "methods", "seeds", "results")
+
+
+def read_results_file(path: Path) -> dict[str, Any]:
+    """A ``kd_gain.json`` (ours or a committed one), checked: it names what it holds."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: results file not found") from None
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a readable kd_gain results file ({exc})") from None
+    missing = [k for k in RESULT_KEYS if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise SystemExit(f"{path}: not a kd_gain results file (no {', '.join(missing)})")
+    return data
+
+
+def merge_results(
+    path: Path, payload: dict[str, Any], replace: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """``payload`` merged with the results already in ``path``: a file never loses runs.
+
+    Runs in ``payload`` win over the stored ones; the stored runs it lacks are kept,
+    and protocols, methods and seeds become the union, so the file still tabulates
+    everything it holds. ``replace`` writes ``payload`` alone (asked for by name).
+    Returns the content to write and the job names only the stored file had.
+    """
+    if not path.exists() or replace:
+        return payload, []
+    stored = read_results_file(path)
+    if stored["budget"] != payload["budget"]:
+        raise SystemExit(
+            f"{path} holds runs of another budget ({stored['budget']}, now "
+            f"{payload['budget']}); use another --out"
+        )
+    kept = sorted(set(stored["results"]) - set(payload["results"]))
+    merged = dict(payload)
+    merged["results"] = {k: stored["results"][k] for k in kept} | payload["results"]
+    for key in ("protocols", "methods"):
+        merged[key] = [*stored[key], *(v for v in payload[key] if v not in stored[key])]
+    merged["seeds"] = sorted(set(stored["seeds"]) | set(payload["seeds"]))
+    return merged, kept
 
 
 def dev_best(teachers: dict[str, dict[str, Any]]) -> str:
