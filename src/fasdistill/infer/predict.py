@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -108,7 +109,11 @@ class PredictOptions:
             raise InputError(f"max upscale must be >= 1, got {self.max_upscale}")
         if not 0 <= self.min_edge_margin < 1:
             raise InputError(f"min edge margin must lie in [0, 1), got {self.min_edge_margin}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+        if (
+            isinstance(self.threads, bool)
+            or not isinstance(self.threads, Integral)
+            or self.threads < 1
+        ):
             raise InputError(f"threads must be an integer >= 1, got {self.threads!r}")
 
 
