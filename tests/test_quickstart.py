@@ -200,8 +200,35 @@ def test_a_part_that_failed_is_named_last_and_exits_1(
     scratch_row = next(line for line in lines if line.startswith("| student, scratch"))
     assert "| n/a |" in scratch_row
     assert lines[-2:] == ["1 part(s) failed; everything else is complete:", f"  - {failed[0]}"]
-    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, budget: headline)
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, budget, **_: headline)
     assert main(["quickstart", "--out", str(tmp_path / "qs")]) == 1
     assert capsys.readouterr().out.rstrip().endswith(failed[0])
-    monkeypatch.setattr(quickstart, "run_quickstart", lambda out, budget: headline | {"failed": []})
+    monkeypatch.setattr(
+        quickstart, "run_quickstart", lambda out, budget, **_: headline | {"failed": []}
+    )
     assert main(["quickstart", "--out", str(tmp_path / "qs")]) == 0
+
+
+def test_the_command_line_sends_export_and_swap_noise_to_the_log(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from fasdistill.quickstart import Quickstart
+
+    quick = Quickstart(tmp_path, TINY, print, third_party_log=True)
+
+    def noisy_export() -> dict[str, Any]:
+        os.write(2, b"pnnx: 50 lines of converter output\n")
+        print("LiteRT: converted in training mode")
+        quick.log("      ncnn: model.ncnn.param written")  # our own progress line
+        return {"formats": ["ncnn"]}
+
+    assert quick.stage(4, "export", "every runtime", quick.quietly(noisy_export))["formats"]
+    terminal = capfd.readouterr().out
+    log = (tmp_path / "third_party.log").read_text()
+    assert "pnnx" in log and "LiteRT" in log and "pnnx" not in terminal
+    assert "model.ncnn.param written" in terminal and "export done in" in terminal
+    assert "ncnn: model" not in log
+    assert quick.log is print  # the terminal printer is restored after the stage
+    # A library call (the default) leaves file descriptors alone: nothing is logged.
+    library = Quickstart(tmp_path / "lib", TINY, print)
+    assert library.quietly(noisy_export) is noisy_export

@@ -133,10 +133,12 @@ class Quickstart:
         log: Callable[[str], None] = print,
         formats: tuple[str, ...] | None = None,
         swap_options: Any = None,
+        third_party_log: bool = False,
     ) -> None:
         self.out, self.budget, self.log = Path(out), budget, log
         self.formats = formats  # None: every format (those not installed are skipped)
         self.swap_options = swap_options  # None: SwapOptions() with the budget's timing
+        self.third_party_log = third_party_log
         self.index = self.out / "crops" / "index.csv"
         self.started = time.perf_counter()
         self.spent: dict[str, float] = {}
@@ -183,6 +185,28 @@ class Quickstart:
         atomic_write_json(marker, result)
         self.log(f"      {name} done in {result['_seconds']:.0f} s")
         return result
+
+    def quietly(self, work: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        """``work`` with converters' and runtimes' noise sent to OUT/third_party.log.
+
+        Only for the export and swap stages, and only from the command line (it redirects
+        the process's file descriptors): training's progress bars stay on the terminal.
+        """
+        if not self.third_party_log:
+            return work
+
+        def run() -> dict[str, Any]:
+            from fasdistill.utils.quiet import third_party_to_log
+
+            with third_party_to_log(self.out / "third_party.log") as say:
+                outer = self.log
+                self.log = say if outer is print else outer
+                try:
+                    return work()
+                finally:
+                    self.log = outer
+
+        return run
 
     # ------------------------------------------------------------------ the stages
 
@@ -300,10 +324,13 @@ def run_quickstart(
     log: Callable[[str], None] = print,
     formats: tuple[str, ...] | None = None,
     swap_options: Any = None,
+    third_party_log: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) every stage; returns the headline (also in OUT/headline.json).
 
     ``formats`` and ``swap_options`` narrow the export and the timing (tests use them).
+    ``third_party_log`` sends the export and swap stages' third-party output to
+    OUT/third_party.log (the command line sets it; it redirects file descriptors).
     """
     if isinstance(budget, str):
         if budget not in BUDGETS:
@@ -312,7 +339,7 @@ def run_quickstart(
     method, why = packaged_method()
     for recipe in ("teacher_resnet18", "student_swapnet"):
         resolve_recipe(recipe)
-    quick = Quickstart(Path(out), budget, log, formats, swap_options)
+    quick = Quickstart(Path(out), budget, log, formats, swap_options, third_party_log)
     quick.check_out()
     b = quick.budget
     quick.stage(0, "synth", f"SynthSpoof, {b.subjects} subjects x 4 domains", quick.synth)
@@ -325,11 +352,14 @@ def run_quickstart(
         4,
         "export",
         "the distilled student to every installed runtime",
-        lambda: quick.export(distilled["checkpoint"]),
+        quick.quietly(lambda: quick.export(distilled["checkpoint"])),
     )
     checkpoints = [teacher["checkpoint"], distilled["checkpoint"], scratch["checkpoint"]]
     report = quick.stage(
-        5, "swap", "teacher vs students, measured side by side", lambda: quick.swap(checkpoints)
+        5,
+        "swap",
+        "teacher vs students, measured side by side",
+        quick.quietly(lambda: quick.swap(checkpoints)),
     )
     swap = json.loads(Path(report["swap"]).read_text())
     headline = summarise(swap, method, why)

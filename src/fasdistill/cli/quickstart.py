@@ -17,7 +17,8 @@ def add_quickstart(sub: argparse._SubParsersAction) -> None:
         "installed runtime, and write the SWAP report. A rerun resumes: finished stages are "
         "skipped and an interrupted training continues from its last epoch. A part that fails "
         "(an export format, a SWAP cell) is named in the closing lines and the exit status is 1; "
-        "the rest is still complete.",
+        "the rest is still complete. Converters' and runtimes' own output goes to "
+        "OUT/third_party.log.",
     )
     p.add_argument("--out", type=Path, default=Path("out/quickstart"), help="output directory")
     p.add_argument(
@@ -34,6 +35,6 @@ def add_quickstart(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from fasdistill.quickstart import headline_lines, run_quickstart
 
-    headline = run_quickstart(args.out, args.budget)
+    headline = run_quickstart(args.out, args.budget, third_party_log=True)
     print("\n".join(headline_lines(headline)))
     return 1 if headline["failed"] else 0  # a part failed: the closing lines name it
