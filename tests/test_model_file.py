@@ -134,3 +134,20 @@ def test_third_party_text_is_one_plain_line() -> None:
         "Weights only load failed, do those steps only if you trust it."
     )
     assert first_line(EOFError()) == "EOFError"
+
+
+def test_a_failure_reason_is_one_line_with_its_type_unless_it_is_ours() -> None:
+    from fasdistill.errors import InputError
+    from fasdistill.utils.text import failure_reason
+
+    cpp = RuntimeError("\n[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION :\n  bad alloc\n")
+    assert (
+        failure_reason(cpp)
+        == "RuntimeError: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : bad alloc"
+    )
+    assert failure_reason(InputError("model.pt: not a fasdistill checkpoint\nhint")) == (
+        "model.pt: not a fasdistill checkpoint"
+    )
+    assert failure_reason(MemoryError()) == "MemoryError"
+    long = failure_reason(ValueError("\x1b[1m" + "x" * 500), limit=50)
+    assert long == "ValueError: " + "x" * 47 + "..."

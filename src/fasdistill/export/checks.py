@@ -82,15 +82,6 @@ def describe_resolution(resolution: dict[str, Any]) -> str:
     )
 
 
-def failure_reason(error: Exception) -> str:
-    """One line that says why a format failed: our message, or the error's type and first line."""
-    if isinstance(error, InputError):
-        return str(error).strip().splitlines()[0] if str(error).strip() else "failed"
-    text = str(error).strip()
-    first = text.splitlines()[0][:200] if text else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
-
-
 def require_parity(
     check: dict[str, float], target: Path, runtime: str, quantized: bool, options: ExportOptions
 ) -> None:

@@ -35,7 +35,6 @@ from fasdistill.export import litert, ncnn, pte
 from fasdistill.export.checks import (
     conversion,
     describe_resolution,
-    failure_reason,
     parity,
     require_parity,
     score_resolution,
@@ -58,6 +57,7 @@ from fasdistill.export.scoring import (
 from fasdistill.swap.machine import machine
 from fasdistill.swap.speed import interleaved_latency
 from fasdistill.utils.atomic import atomic_write_json
+from fasdistill.utils.text import failure_reason
 
 # The scoring helpers live in export.scoring; they stay importable from here.
 __all__ = [

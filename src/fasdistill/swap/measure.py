@@ -51,9 +51,10 @@ from fasdistill.swap.power import (
     measure_rapl_j,
 )
 from fasdistill.swap.ratios import compare, headline_runtime, pareto_front
-from fasdistill.swap.speed import failure_reason, interleaved_latency
+from fasdistill.swap.speed import interleaved_latency
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.ort import open_session
+from fasdistill.utils.text import failure_reason
 
 __all__ = ["AXES", "DEFAULT_RUNTIMES", "RUNTIMES", "SwapOptions", "labels_for", "run_swap"]
 Log = Callable[[str], None]

@@ -15,13 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-
-def failure_reason(exc: BaseException, limit: int = 200) -> str:
-    """An exception as one short line (runtimes raise multi-line C++ messages)."""
-    text = " ".join(str(exc).split()) or "no message"
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
+from fasdistill.utils.text import failure_reason
 
 
 @dataclass(frozen=True)

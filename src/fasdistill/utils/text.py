@@ -24,3 +24,21 @@ def first_line(error: BaseException | str) -> str:
         if line.strip():
             return line.strip()
     return type(error).__name__ if isinstance(error, BaseException) else ""
+
+
+def failure_reason(error: BaseException, limit: int = 200) -> str:
+    """Why a part failed, as one plain line for a report cell or a closing line.
+
+    Our own errors (:class:`~fasdistill.errors.InputError`) already say what is wrong
+    in their first line, which is kept as it is. Any other error keeps its type name
+    and its whole text on one line, cut at ``limit`` characters: runtimes split a
+    C++ message over lines (ONNX Runtime puts the cause after its error code).
+    """
+    from fasdistill.errors import InputError
+
+    if isinstance(error, InputError):
+        return first_line(error) if str(error).strip() else "failed"
+    text = " ".join(strip_ansi(str(error)).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
