@@ -227,3 +227,21 @@ def test_fixed_threshold_must_be_finite(
     dev, _ = score_files
     assert main(["metrics", "--dev", str(dev), "--criterion", "fixed=1e999"]) == 2
     assert "finite" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("resamples", ["1", "39", "-5"])
+def test_metrics_and_swap_refuse_too_few_resamples_for_an_interval(
+    resamples: str, score_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    dev, test = score_files
+    out = tmp_path / "out"
+    args = ["metrics", "--dev", str(dev), "--test", str(test), "--out", str(out)]
+    assert main([*args, "--bootstrap", resamples]) == 2
+    err = capsys.readouterr().err
+    assert f"--bootstrap {resamples}: " in err and "at least 40 resamples" in err
+    assert not out.exists()
+    swap_out = tmp_path / "swap"
+    swap = ["swap", "--models", str(dev), "--data", str(dev), "--out", str(swap_out)]
+    assert main([*swap, "--bootstrap", resamples]) == 2  # options are checked before the models
+    assert "at least 40 resamples" in capsys.readouterr().err
+    assert not swap_out.exists()

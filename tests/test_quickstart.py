@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = Budget("tiny", subjects=3, teacher_steps=2, student_steps=2, seconds=(1,) * 6,
               input_size=16, crop_size=32, image_size=64)  # fmt: skip
 # Two optimiser steps give near-random models: INT8 would fail its decision parity check.
-FAST = SwapOptions(("onnx", "pytorch"), latency_runs=2, latency_seconds=0.0, bootstrap=20, batch=2)
+FAST = SwapOptions(("onnx", "pytorch"), latency_runs=2, latency_seconds=0.0, bootstrap=40, batch=2)
 _OPENED: list[list[str]] = []  # files opened while a `files_opened` block runs
 
 

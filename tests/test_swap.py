@@ -379,7 +379,7 @@ def test_a_third_party_onnx_model_gets_a_row(
     described = {"input_size": 16, "crop_scale": 1.5, "output": "probability"}
     vendor = foreign_copy(teacher, index, tmp_path / "v", output_name="score", **described)
     out = tmp_path / "report"
-    fast = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "20"]
+    fast = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "40"]
     args = ["swap", "--models", str(teacher), str(vendor), "--data", str(index), "--out", str(out)]
     assert main([*args, *fast]) == 0
     swap = json.loads((out / "swap.json").read_text())

@@ -25,7 +25,7 @@ from fasdistill.swap.speed import interleaved_latency
 from test_swap import foreign_copy, trained
 from test_train import make_index
 
-FAST = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "30", "--batch", "2"]
+FAST = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "40", "--batch", "2"]
 
 
 @pytest.fixture(scope="module")

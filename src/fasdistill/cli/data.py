@@ -39,7 +39,7 @@ def add_metrics(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=1000,
         metavar="N",
-        help="bootstrap resamples for confidence intervals (0 = none)",
+        help="bootstrap resamples for confidence intervals (at least 40; 0 = none)",
     )
     p.add_argument(
         "--ci-unit", choices=UNITS, default="subject", help="resampling unit of the bootstrap"

@@ -150,7 +150,9 @@ def add_swap(sub: argparse._SubParsersAction) -> None:
         help="time cap per model, runtime and batch size: a slow model stops there with the "
         "runs it reached (reported)",
     )
-    p.add_argument("--bootstrap", type=int, default=defaults.bootstrap, help="0: no intervals")
+    p.add_argument(
+        "--bootstrap", type=int, default=defaults.bootstrap, help="at least 40; 0: no intervals"
+    )
     p.add_argument(
         "--profile",
         default="",

@@ -37,7 +37,7 @@ from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD, CropDataset, read_cr
 from fasdistill.errors import InputError
 from fasdistill.infer.model_file import ModelFile, open_model, write_with_threshold
 from fasdistill.metrics import EvalOptions, evaluate
-from fasdistill.metrics.bootstrap import min_resamples, min_units
+from fasdistill.metrics.bootstrap import check_resamples, min_resamples, min_units
 from fasdistill.metrics.pad import Criterion, ErrorRates, error_curve, error_rates
 from fasdistill.metrics.scores import ScoreSet, read_scores
 
@@ -116,17 +116,6 @@ def out_of_bag(
         out[name] = float(mid)
         out[f"{name}_ci"] = [float(lo), float(hi)]
     return out
-
-
-def check_bootstrap(resamples: int, confidence: float) -> None:
-    """Refuse a resample count too small to give an interval (0 means no intervals)."""
-    needed = min_resamples(confidence)
-    if resamples != 0 and resamples < needed:
-        raise InputError(
-            f"--bootstrap {resamples}: a {100 * confidence:g} % percentile interval needs at "
-            f"least {needed} resamples (2 / (1 - {confidence:g})), so that each tail holds one; "
-            "use 1000, or 0 for no intervals"
-        )
 
 
 def check_probabilities(scores: ScoreSet, source: Path) -> None:
@@ -275,7 +264,7 @@ def calibrate(
     Every check runs before anything is written; an unusable threshold raises
     unless ``force`` (then it is written and the report's ``warnings`` say what it does).
     """
-    check_bootstrap(bootstrap, confidence)
+    check_resamples(bootstrap, confidence)
     model = open_model(model_path)
     data = Path(data)
     from_file = data.suffix.lower() == ".csv" and data.name != "index.csv"

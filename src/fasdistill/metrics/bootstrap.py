@@ -30,6 +30,17 @@ def min_resamples(confidence: float = 0.95) -> int:
     return math.ceil(2.0 / (1.0 - confidence) - 1e-9)
 
 
+def check_resamples(resamples: int, confidence: float = 0.95) -> None:
+    """Refuse a resample count too small to give an interval (0 means no intervals)."""
+    needed = min_resamples(confidence)
+    if resamples < 0 or 0 < resamples < needed:
+        raise InputError(
+            f"--bootstrap {resamples}: a {100 * confidence:g} % percentile interval needs at "
+            f"least {needed} resamples (2 / (1 - {confidence:g})), so that each tail holds one; "
+            "use 1000, or 0 for no intervals"
+        )
+
+
 def min_units(confidence: float = 0.95) -> int:
     """Fewest resampling units (subjects) for a percentile interval not set by one unit.
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from fasdistill import __version__
 from fasdistill.errors import InputError
-from fasdistill.metrics.bootstrap import bootstrap_ci
+from fasdistill.metrics.bootstrap import bootstrap_ci, check_resamples
 from fasdistill.metrics.pad import (
     Criterion,
     ErrorCurve,
@@ -43,8 +43,9 @@ class EvalOptions:
             raise InputError(f"unknown level {self.level!r}; choose one of {LEVELS}")
         if self.reducer not in REDUCERS:
             raise InputError(f"unknown video reducer {self.reducer!r}; choose one of {REDUCERS}")
-        if self.bootstrap < 0:
-            raise InputError(f"bootstrap resamples must be >= 0, got {self.bootstrap}")
+        if not 0.0 < self.confidence < 1.0:
+            raise InputError(f"confidence must lie in (0, 1), got {self.confidence}")
+        check_resamples(self.bootstrap, self.confidence)
         Criterion.parse(self.criterion)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fasdistill.errors import InputError
+from fasdistill.metrics.bootstrap import check_resamples
 from fasdistill.swap.power import DeviceProfile
 
 RUNTIMES = (
@@ -45,8 +46,8 @@ class SwapOptions:
             raise InputError(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
         if self.threads < 1 or self.batch < 1 or self.latency_runs < 1:
             raise InputError("threads, batch and latency runs must be >= 1")
-        if self.latency_seconds < 0 or self.bootstrap < 0:
-            raise InputError("latency seconds and bootstrap resamples must be >= 0")
+        if self.latency_seconds < 0:
+            raise InputError("latency seconds must be >= 0")
         if not self.latency_max_seconds > 0 or self.latency_max_seconds < self.latency_seconds:
             raise InputError(
                 f"the latency cap ({self.latency_max_seconds} s) must be > 0 and at least the "
@@ -54,6 +55,7 @@ class SwapOptions:
             )
         if not 0.0 < self.confidence < 1.0:
             raise InputError(f"confidence must lie in (0, 1), got {self.confidence}")
+        check_resamples(self.bootstrap, self.confidence)
         bad = sorted(set(self.score_weights) - set(AXES))
         if bad or any(w < 0 for w in self.score_weights.values()):
             raise InputError(f"SWAP score weights take keys {AXES} and values >= 0, got {bad}")
