@@ -146,3 +146,22 @@ def test_swap_reads_sidecars_with_the_same_code(tmp_path: Path) -> None:
     model = write_vendor_model(tmp_path, SIDECAR + "threshold: 0.4\nthreshold_level: frame\n")
     spec, source = swap_foreign.foreign_spec(model)  # a calibrated sidecar is still valid
     assert source == str(tmp_path / "vendor.onnx.yaml") and spec.crop_scale == 1.5
+
+
+def test_a_foreign_model_runs_on_the_threads_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fasdistill.distill.teacher as teacher
+    from fasdistill.utils.ort import open_session
+
+    asked: list[int | None] = []
+
+    def recording(path: Path, threads: int | None = None) -> object:
+        asked.append(threads)
+        return open_session(path, threads)
+
+    monkeypatch.setattr(teacher, "open_session", recording)
+    model = open_model(write_vendor_model(tmp_path))
+    score = model.scorer(threads=3)
+    assert asked == [3]
+    assert score(np.zeros((2, 3, 32, 32), np.float32)).shape == (2,)

@@ -246,11 +246,12 @@ class OnnxTeacher(Teacher):
         data_classes: tuple[str, ...],
         where: str | None = None,
         probe_size: int | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = path
         self.spec = spec
         self.where = where or str(path)
-        self.session = open_session(path)
+        self.session = open_session(path, threads)  # None: ORT chooses (training)
         import onnxruntime  # present: open_session needs it
 
         # A failed run raises ORT's message, which _run puts in its one error line:

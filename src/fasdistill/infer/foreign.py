@@ -174,7 +174,9 @@ def foreign_meta(
     }
 
 
-def foreign_scorer(path: Path, classes: tuple[str, ...]) -> Callable[[np.ndarray], np.ndarray]:
+def foreign_scorer(
+    path: Path, classes: tuple[str, ...], threads: int = 1
+) -> Callable[[np.ndarray], np.ndarray]:
     """P(bona fide) of our preprocessed crops through the model's own preprocessing."""
     import torch
 
@@ -184,7 +186,7 @@ def foreign_scorer(path: Path, classes: tuple[str, ...]) -> Callable[[np.ndarray
     spec, source = foreign_spec(path)
     # Run once on a dummy batch as it loads: a sidecar field the model contradicts
     # (input_size, live_index, output, classes) is one line naming the sidecar.
-    teacher = OnnxTeacher(spec, path, classes, where=source)
+    teacher = OnnxTeacher(spec, path, classes, where=source, threads=threads)
 
     def score(images: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.asarray(images, np.float32))

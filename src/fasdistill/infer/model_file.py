@@ -63,7 +63,7 @@ class ModelFile:
             model, _ = load_deployable(self.path)
             return torch_scorer(model)
         if self.kind == "foreign":
-            return foreign.foreign_scorer(self.path, tuple(self.meta["classes"]))
+            return foreign.foreign_scorer(self.path, tuple(self.meta["classes"]), threads)
         if self.kind != "onnx":
             module = _runtime_module(self.kind)
             if not module.available():
