@@ -219,7 +219,7 @@ def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> d
 
     torch.set_num_threads(threads)
     from fasdistill.config import load_recipe
-    from fasdistill.engine.trainer import train
+    from fasdistill.distill import fit
 
     run_dir = out / job.name
     result_path = run_dir / "result.json"
@@ -232,10 +232,10 @@ def run_job(job: Job, out: Path, index: Path, budget: Budget, threads: int) -> d
         # still stands), so evaluate the finished run again instead of retraining it.
         return summarise(job, run_dir, index, recipe, result["overrides"], result["wall_seconds"])
     config = load_recipe(recipe, overrides)
-    # A run killed before its first checkpoint starts again (train() replaces its files).
+    # A run killed before its first checkpoint starts again (fit() replaces its files).
     last = run_dir / "checkpoints" / "last.pt"
     start = time.perf_counter()
-    train(config, index, run_dir, resume=last.exists(), show_progress=False)
+    fit(config, index, run_dir, resume=last.exists(), show_progress=False)
     return summarise(job, run_dir, index, recipe, overrides, time.perf_counter() - start)
 
 

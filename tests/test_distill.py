@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from fasdistill.cli import main
 from fasdistill.config import BUILTIN_RECIPES, RunConfig, load_recipe
 from fasdistill.data.loader import CropDataset, read_crop_index
-from fasdistill.distill import Distilled, FeatureTaps, load_teacher, losses
-from fasdistill.engine import trainer as trainer_module
+from fasdistill.distill import Distilled, FeatureTaps, distilled, load_teacher, losses
+from fasdistill.distill import fit as train
+from fasdistill.engine import optim as optim_module
 from fasdistill.engine.checkpoint import load_checkpoint, save_deployable
 from fasdistill.engine.objective import Batch, Supervised
 from fasdistill.engine.rundir import RunLogger
-from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
 from fasdistill.models import build_model, count_macs, count_params
 from test_train import make_index, torchrun
@@ -107,17 +107,17 @@ def test_supervised_terms_equal_cross_entropy_plus_aux_losses() -> None:
 def test_teacher_stays_frozen_through_a_distillation_epoch(
     toy_index: Path, teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    built: list[Distilled] = []
-    original = trainer_module.build_objective
+    from fasdistill.engine.trainer import train as loop
 
-    def capture(*args: object) -> object:
-        objective = original(*args)  # type: ignore[arg-type]
-        built.append(objective)  # type: ignore[arg-type]
+    built: list[Distilled] = []
+
+    def capture(*args: object) -> Distilled:
+        objective = distilled(*args)  # type: ignore[arg-type]
+        built.append(objective)
         return objective
 
-    monkeypatch.setattr(trainer_module, "build_objective", capture)
     config = recipe(teacher, "[{kind: kd}, {kind: at}]", "train.epochs=1")
-    train(config, toy_index, tmp_path / "run", show_progress=False)
+    loop(config, toy_index, tmp_path / "run", show_progress=False, objective=capture)
     net = built[0].teachers[0].module
     saved = load_checkpoint(teacher)
     state = net.state_dict()
@@ -424,9 +424,9 @@ def test_teachers_that_do_not_fit_the_data_are_refused(toy_index: Path, tmp_path
 
 def test_min_steps_raises_epochs_to_a_fixed_budget() -> None:
     config = load_recipe(None, ["train.epochs=2", "train.min_steps=7"])
-    assert trainer_module.planned_epochs(config, 3) == 3  # 9 steps >= 7
-    assert trainer_module.planned_epochs(config, 10) == 2  # epochs already give 20
-    assert trainer_module.planned_epochs(load_recipe(None, ["train.epochs=2"]), 3) == 2
+    assert optim_module.planned_epochs(config, 3) == 3  # 9 steps >= 7
+    assert optim_module.planned_epochs(config, 10) == 2  # epochs already give 20
+    assert optim_module.planned_epochs(load_recipe(None, ["train.epochs=2"]), 3) == 2
 
 
 def test_dkd_warns_with_two_classes(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ from fasdistill.config import BUILTIN_RECIPES, RunConfig, load_recipe
 from fasdistill.data.prepare import INDEX_COLUMNS
 from fasdistill.engine.checkpoint import load_checkpoint
 from fasdistill.engine.objective import Supervised
+from fasdistill.engine.optim import lr_factor
 from fasdistill.engine.rundir import RunLogger
-from fasdistill.engine.trainer import NonFiniteLossError, lr_factor, train
+from fasdistill.engine.trainer import NonFiniteLossError, train
 from fasdistill.errors import InputError
 from fasdistill.models import build_model
 

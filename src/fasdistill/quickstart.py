@@ -94,15 +94,15 @@ def train_run(
     torch.set_num_threads(threads)
     from fasdistill.config import load_recipe
     from fasdistill.data.loader import read_crop_index
+    from fasdistill.distill import fit
     from fasdistill.engine.evaluation import evaluate_checkpoint
-    from fasdistill.engine.trainer import train
 
     result_path = run / "result.json"
     if result_path.exists():
         return json.loads(result_path.read_text())
     last = run / "checkpoints" / "last.pt"
     start = time.perf_counter()
-    train(
+    fit(
         load_recipe(recipe, overrides),
         index,
         run,

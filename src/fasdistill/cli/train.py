@@ -41,7 +41,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from fasdistill.config import load_recipe
-    from fasdistill.engine.trainer import train
+    from fasdistill.distill import fit
 
     config = load_recipe(args.recipe, args.overrides)
     if args.stage == "distill":
@@ -52,9 +52,7 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.teacher is not None:  # the first teacher's file; its stated preprocessing stays
             config.distill.teacher[0].path = args.teacher
     run_dir = args.out or Path("runs") / config.name
-    result = train(
-        config, args.data, run_dir, resume=args.resume, show_progress=not args.no_progress
-    )
+    result = fit(config, args.data, run_dir, resume=args.resume, show_progress=not args.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(
             f"{result.epochs_run} epochs; best dev {config.train.select_metric} "

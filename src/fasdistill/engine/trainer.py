@@ -10,13 +10,17 @@ a recipe keeps its batch size on 1 or 8 devices (exactly the same optimisation f
 models without BatchNorm; BatchNorm statistics are per process). Every epoch ends with an
 atomic ``checkpoints/last.pt`` holding model, optimiser, scheduler, AMP scaler,
 epoch, step and RNG state: ``resume=True`` continues bit-for-bit.
+
+What is optimised is the caller's: ``objective`` builds an
+:class:`~fasdistill.engine.objective.Objective` (supervised by default; the
+distillation package passes its own), so the loop knows nothing of teachers.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,20 +33,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 from fasdistill.config import RunConfig
 from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine import distributed as dist_utils
-from fasdistill.engine.checkpoint import (
-    CHECKPOINT_FORMAT,
-    CHECKPOINT_VERSION,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    save_deployable,
-    set_rng_state,
-)
+from fasdistill.engine.checkpoint import rng_state, save_deployable, set_rng_state
 from fasdistill.engine.evaluation import dev_metrics, score_split
 from fasdistill.engine.objective import Batch, Objective, Supervised
+from fasdistill.engine.optim import Optimisation, planned_epochs
 from fasdistill.engine.rundir import RunLogger, check_run_dir, init_run_dir
+from fasdistill.engine.state import TrainState
 from fasdistill.errors import FasDistillError, InputError
 from fasdistill.models import FASModel, build_model
+
+# Builds what a run optimises from its recipe, student, index, input size and device.
+ObjectiveFactory = Callable[[RunConfig, FASModel, CropIndex, int, torch.device], Objective]
 
 
 class NonFiniteLossError(FasDistillError):
@@ -58,64 +59,11 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------------------- set-up helpers
-
-
-def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
-        return None
-    if setting == "fp16":
-        if device.type != "cuda":
-            raise InputError("train.amp=fp16 needs a GPU; use bf16 or off on CPU")
-        return torch.float16
-    return torch.bfloat16
-
-
-def planned_epochs(config: RunConfig, steps_per_epoch: int) -> int:
-    """``train.epochs``, raised until the run makes at least ``train.min_steps`` steps."""
-    if config.train.min_steps is None:
-        return config.train.epochs
-    return max(config.train.epochs, math.ceil(config.train.min_steps / max(1, steps_per_epoch)))
-
-
-def lr_factor(
-    step: int, steps_per_epoch: int, config: RunConfig, epochs: int | None = None
-) -> float:
-    """Learning-rate multiplier at optimiser step ``step`` (linear warm-up, then the schedule).
-
-    ``epochs`` is the run's planned length (default ``train.epochs``).
-    """
-    schedule = config.schedule
-    total = max(1, (epochs or config.train.epochs) * steps_per_epoch)
-    warmup = int(schedule.warmup_epochs * steps_per_epoch)
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule.name == "constant":
-        return 1.0
-    if schedule.name == "step":
-        return schedule.gamma ** (step // (schedule.step_epochs * steps_per_epoch))
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    floor = schedule.min_lr_ratio
-    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    o = config.optim
-    params = [p for p in model.parameters() if p.requires_grad]
-    if o.name == "sgd":
-        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
-
-
-def build_objective(
+def supervised(
     config: RunConfig, model: FASModel, index: CropIndex, input_size: int, device: torch.device
 ) -> Objective:
-    """Supervised training, or distillation when the recipe has a ``distill`` section."""
-    if config.distill is None:
-        return Supervised(model, config)
-    from fasdistill.distill import Distilled
-
-    return Distilled(model, config, index, input_size, device)
+    """The default objective: cross-entropy and the recipe's auxiliary heads."""
+    return Supervised(model, config)
 
 
 # ---------------------------------------------------------------------------- the run
@@ -127,8 +75,21 @@ def train(
     run_dir: str | Path,
     resume: bool = False,
     show_progress: bool = True,
+    objective: ObjectiveFactory | None = None,
 ) -> TrainResult:
-    """Train ``config`` on a prepared crop index; writes everything under ``run_dir``."""
+    """Train ``config`` on a prepared crop index; writes everything under ``run_dir``.
+
+    ``objective`` builds what is optimised (default :func:`supervised`); a recipe with
+    a ``distill:`` section needs the distillation objective
+    (:func:`fasdistill.distill.fit` passes it).
+    """
+    if objective is None:
+        if config.distill is not None:
+            raise InputError(
+                f"recipe {config.name!r} has a distill: section: run it with fasdistill "
+                "distill, or fasdistill.distill.fit() from Python"
+            )
+        objective = supervised
     info = dist_utils.setup()
     run_dir = Path(run_dir)
     logger: RunLogger | None = None
@@ -147,16 +108,14 @@ def train(
         input_size = config.data.input_size or model.input_size
         model.to(info.device)
         # Built (teacher loaded and checked, adapters sized) before anything is written.
-        objective = build_objective(config, model, index, input_size, info.device)
-        check_run_dir(run_dir, config, resume, objective.describe())
+        built = objective(config, model, index, input_size, info.device)
+        check_run_dir(run_dir, config, resume, built.describe())
         dist_utils.barrier(info)  # every rank has checked before rank 0 writes anything
         if not resume:
-            init_run_dir(run_dir, config, info, index, objective.describe())
+            init_run_dir(run_dir, config, info, index, built.describe())
         dist_utils.barrier(info)
         logger = RunLogger(run_dir, info.is_main)
-        return _fit(
-            config, index, objective, input_size, run_dir, resume, info, logger, show_progress
-        )
+        return _fit(config, index, built, input_size, run_dir, resume, info, logger, show_progress)
     finally:
         if logger is not None:
             logger.close()
@@ -198,44 +157,24 @@ def _fit(
     )
     steps_per_epoch = len(loader)
     epochs = planned_epochs(config, steps_per_epoch)
-    optimizer = _optimizer(objective.module, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps_per_epoch, config, epochs)
-    )
-    amp_dtype = _amp_dtype(config.train.amp, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    optim = Optimisation.build(objective.module, config, steps_per_epoch, epochs, device)
     net: nn.Module = objective.module
     if info.distributed:
         net = DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None
         )
-
-    start_epoch, global_step, bad_epochs = 0, 0, 0
-    best: dict[str, Any] = {"metric": math.inf, "epoch": -1}
-    history: list[dict[str, Any]] = []
+    state = TrainState(objective, optim)
     last_path = run_dir / "checkpoints" / "last.pt"
-    if resume:
-        state = load_checkpoint(last_path)
-        model.load_state_dict(state["model"])
-        objective.load_state_dict(state.get("objective", {}))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
-        best, bad_epochs, history = (
-            dict(state["best"]),
-            int(state["bad_epochs"]),
-            list(state["history"]),
-        )
+    saved_rng = state.restore(last_path, info.rank) if resume else None
     # The teacher-output cache (if any) is filled before the RNG state is restored,
     # so a resumed run continues from exactly the state the interrupted one saved.
     objective.prepare(train_set, device)
-    if resume:
-        set_rng_state(state["rng"][info.rank] if info.rank < len(state["rng"]) else state["rng"][0])
+    if saved_rng is not None:
+        set_rng_state(saved_rng)
     if info.is_main:
         logger.record(
             "budget",
-            global_step,
+            state.global_step,
             {
                 "epochs": epochs,
                 "steps_per_epoch": steps_per_epoch,
@@ -250,33 +189,20 @@ def _fit(
         progress.add_task(
             "train",
             total=epochs * steps_per_epoch,
-            completed=start_epoch * steps_per_epoch,
+            completed=state.epoch * steps_per_epoch,
         )
         if progress
         else None
     )
-    epochs_run = start_epoch
     try:
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(state.epoch, epochs):
             sampler.set_epoch(epoch)
             epoch_start = time.perf_counter()
-            seen, term_sums, global_step = _train_epoch(
-                _Step(
-                    net,
-                    objective,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    amp_dtype,
-                    config,
-                    info,
-                    device,
-                    epochs,
-                    steps_per_epoch,
-                ),
+            seen, term_sums, state.global_step = _train_epoch(
+                _Step(net, objective, optim, config, info, device, epochs, steps_per_epoch),
                 loader,
                 epoch,
-                global_step,
+                state.global_step,
                 logger,
                 progress,
                 task,
@@ -292,59 +218,50 @@ def _fit(
                     score_split(model, dev_set, device, per_rank_batch * 2, config.data.workers),
                     config.data.level,
                 )
-                improved = dev[metric_name] < best["metric"]
+                improved = dev[metric_name] < state.best["metric"]
                 if improved:
-                    best = {
+                    state.best = {
                         "metric": dev[metric_name],
                         "epoch": epoch + 1,
                         "threshold": dev["threshold"],
                         "dev": dev,
                     }
                     save_deployable(
-                        run_dir / "checkpoints" / "best.pt", model, config, index, input_size, best
+                        run_dir / "checkpoints" / "best.pt",
+                        model,
+                        config,
+                        index,
+                        input_size,
+                        state.best,
                     )
                 record = {
                     "train_loss": sum(terms.values()),
                     "terms": terms,
-                    "lr": scheduler.get_last_lr()[0],
+                    "lr": optim.scheduler.get_last_lr()[0],
                     "seconds": time.perf_counter() - epoch_start,
                     "dev": dev,
                     "best": improved,
                     "images_per_s": seen / max(train_seconds, 1e-9),
                 }
-            best, record = dist_utils.broadcast_object(info, (best, record))  # type: ignore[misc]
-            bad_epochs = 0 if record["best"] else bad_epochs + 1
-            history.append({"epoch": epoch + 1, **record})
+            state.best, record = dist_utils.broadcast_object(info, (state.best, record))  # type: ignore[misc]
+            state.bad_epochs = 0 if record["best"] else state.bad_epochs + 1
+            state.history.append({"epoch": epoch + 1, **record})
             logger.record("epoch", epoch + 1, record)
+            state.epoch = epoch + 1
             rngs = _gather_rng(info)
             if info.is_main:
-                save_checkpoint(
-                    last_path,
-                    {
-                        "format": CHECKPOINT_FORMAT,
-                        "version": CHECKPOINT_VERSION,
-                        "model": model.state_dict(),
-                        "objective": objective.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "epoch": epoch + 1,
-                        "epochs": epochs,
-                        "global_step": global_step,
-                        "best": best,
-                        "bad_epochs": bad_epochs,
-                        "history": history,
-                        "rng": rngs,
-                    },
-                )
+                state.save(last_path, epochs, rngs)
             dist_utils.barrier(info)
-            epochs_run = epoch + 1
-            if config.train.early_stop is not None and bad_epochs >= config.train.early_stop:
+            stop = config.train.early_stop
+            if stop is not None and state.bad_epochs >= stop:
                 break
     finally:
         if progress:
             progress.stop()
-    return TrainResult(run_dir, epochs_run, int(best["epoch"]), float(best["metric"]), history)
+    best = state.best
+    return TrainResult(
+        run_dir, state.epoch, int(best["epoch"]), float(best["metric"]), state.history
+    )
 
 
 @dataclass
@@ -353,10 +270,7 @@ class _Step:
 
     net: nn.Module
     objective: Objective
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    amp_dtype: torch.dtype | None
+    optim: Optimisation
     config: RunConfig
     info: dist_utils.DistInfo
     device: torch.device
@@ -380,6 +294,7 @@ def _train_epoch(
     and the global step.
     """
     config, info, device = step.config, step.info, step.device
+    optimizer, scaler, amp = step.optim.optimizer, step.optim.scaler, step.optim.amp_dtype
     step.net.train()
     start, seen = time.perf_counter(), 0
     term_sums: dict[str, float] = {}
@@ -390,9 +305,7 @@ def _train_epoch(
             rows,
             views,
         )
-        with torch.autocast(
-            device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None
-        ):
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             terms = step.objective.losses(
                 step.net(batch.images), batch, global_step / step.steps_per_epoch
             )
@@ -418,14 +331,14 @@ def _train_epoch(
                     else " (none yet: the same command, without --resume, starts the run again)"
                 )
             )
-        step.optimizer.zero_grad(set_to_none=True)
-        step.scaler.scale(loss).backward()
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
         if config.train.grad_clip is not None:
-            step.scaler.unscale_(step.optimizer)
+            scaler.unscale_(optimizer)
             nn.utils.clip_grad_norm_(step.objective.module.parameters(), config.train.grad_clip)
-        step.scaler.step(step.optimizer)
-        step.scaler.update()
-        step.scheduler.step()
+        scaler.step(optimizer)
+        scaler.update()
+        step.optim.scheduler.step()
         global_step += 1
         seen += int(global_batch)
         for name, total in zip(terms, term_totals, strict=True):
@@ -440,7 +353,7 @@ def _train_epoch(
                     "epoch": epoch + 1,
                     "loss": loss_value,
                     "terms": {k: v / global_batch for k, v in zip(terms, term_totals, strict=True)},
-                    "lr": step.scheduler.get_last_lr()[0],
+                    "lr": step.optim.scheduler.get_last_lr()[0],
                     "images_per_s": rate,
                 },
             )
