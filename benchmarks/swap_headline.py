@@ -83,7 +83,7 @@ def resnet50_reference(args: argparse.Namespace, student: dict) -> dict:
     from fasdistill.export.onnx import export_onnx
     from fasdistill.export.pipeline import onnx_scorer
     from fasdistill.models.registry import build_model, count_macs, count_params
-    from fasdistill.swap.speed import interleaved_latency
+    from fasdistill.utils.latency import interleaved_latency
 
     _, meta = load_deployable(student["checkpoint"])
     size = int(meta["input_size"])

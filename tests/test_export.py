@@ -22,8 +22,8 @@ from fasdistill.export.onnx import read_onnx_metadata
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint, load_images
 from fasdistill.export.quantize import head_nodes
 from fasdistill.models import bonafide_score
-from fasdistill.swap.machine import cpu_info
-from fasdistill.swap.speed import Latency, interleaved_latency
+from fasdistill.utils.latency import Latency, interleaved_latency
+from fasdistill.utils.machine import cpu_info
 from fasdistill.utils.ort import open_session
 from test_train import make_index, smoke
 

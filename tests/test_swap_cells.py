@@ -21,7 +21,7 @@ from fasdistill.swap import measure
 from fasdistill.swap.options import SwapOptions
 from fasdistill.swap.ratios import compare, headline_runtime, pareto_front, retention
 from fasdistill.swap.report import write_reports
-from fasdistill.swap.speed import interleaved_latency
+from fasdistill.utils.latency import interleaved_latency
 from test_swap import foreign_copy, trained
 from test_train import make_index
 

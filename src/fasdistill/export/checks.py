@@ -14,14 +14,18 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from fasdistill.errors import InputError
 
-if TYPE_CHECKING:
-    from fasdistill.export.pipeline import ExportOptions
+
+class ParityLimits(Protocol):
+    """How close an export must stay to PyTorch (``ExportOptions`` has both fields)."""
+
+    fp32_tolerance: float  # max |score difference| of an fp32 export
+    int8_min_agreement: float  # fraction of parity crops with PyTorch's decision (INT8)
 
 
 def parity(
@@ -83,7 +87,7 @@ def describe_resolution(resolution: dict[str, Any]) -> str:
 
 
 def require_parity(
-    check: dict[str, float], target: Path, runtime: str, quantized: bool, options: ExportOptions
+    check: dict[str, float], target: Path, runtime: str, quantized: bool, options: ParityLimits
 ) -> None:
     """Refuse an export whose scores stray from PyTorch's: fp32 by score, INT8 by decision."""
     if quantized and check["decision_agreement"] < options.int8_min_agreement:

@@ -54,9 +54,9 @@ from fasdistill.export.scoring import (
     split_metrics,
     torch_scorer,
 )
-from fasdistill.swap.machine import machine
-from fasdistill.swap.speed import interleaved_latency
 from fasdistill.utils.atomic import atomic_write_json
+from fasdistill.utils.latency import interleaved_latency
+from fasdistill.utils.machine import machine
 from fasdistill.utils.text import failure_reason
 
 # The scoring helpers live in export.scoring; they stay importable from here.

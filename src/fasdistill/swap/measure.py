@@ -42,7 +42,6 @@ from fasdistill.export.pipeline import (
 from fasdistill.metrics.scores import ScoreSet, write_scores
 from fasdistill.swap import gpu
 from fasdistill.swap.foreign import ForeignModel, onnx_weight
-from fasdistill.swap.machine import machine
 from fasdistill.swap.options import AXES, DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
 from fasdistill.swap.power import (
     active_power_energy_j,
@@ -51,8 +50,9 @@ from fasdistill.swap.power import (
     measure_rapl_j,
 )
 from fasdistill.swap.ratios import compare, headline_runtime, pareto_front
-from fasdistill.swap.speed import interleaved_latency
 from fasdistill.swap.weight import bytes_moved, measure_weight
+from fasdistill.utils.latency import interleaved_latency
+from fasdistill.utils.machine import machine
 from fasdistill.utils.ort import open_session
 from fasdistill.utils.text import failure_reason
 

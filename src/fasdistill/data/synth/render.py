@@ -7,7 +7,6 @@ sample renders to the same pixels whatever the worker or the order.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -16,9 +15,7 @@ from fasdistill.data.synth.camera import SUPERSAMPLE
 from fasdistill.data.synth.domains import DISPLAYS, DOMAINS, PRINT_MEDIA, SOURCE_CAMERA, Domain
 from fasdistill.data.synth.faces import Identity, Light, Shot, render_face
 from fasdistill.data.synth.media import Box, print_attack, replay_attack, room_background
-
-if TYPE_CHECKING:  # the generator imports this module
-    from fasdistill.data.synth.generator import SampleSpec, SynthConfig
+from fasdistill.data.synth.spec import SampleSpec, SynthConfig
 
 
 def identity_for(config: SynthConfig, domain_index: int, subject_index: int) -> Identity:
