@@ -11,38 +11,24 @@ import pytest
 
 from fasdistill.cli import main
 from fasdistill.engine.checkpoint import load_deployable
-from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
 from fasdistill.export.onnx import read_onnx_metadata
-from fasdistill.export.pipeline import ExportOptions, export_checkpoint
 from fasdistill.export.pte import write_sidecar
 from fasdistill.infer.calibrate import calibrate, out_of_bag
 from fasdistill.infer.model_file import open_model, write_with_threshold
 from fasdistill.metrics import EvalOptions, evaluate
 from fasdistill.metrics.pad import Criterion
 from fasdistill.metrics.scores import ScoreSet, write_scores
-from test_train import make_index, smoke
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_index(tmp_path_factory.mktemp("toy"), {"train": 12, "dev": 8, "test": 8})
+def checkpoint(smoke_checkpoint: Path) -> Path:
+    return smoke_checkpoint
 
 
 @pytest.fixture(scope="module")
-def checkpoint(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    config = smoke(**{"model.name": "smoke-cnn", "train.epochs": 2, "data.input_size": 16})
-    train(config, index, run, show_progress=False)
-    return run / "checkpoints" / "best.pt"
-
-
-@pytest.fixture(scope="module")
-def onnx_model(checkpoint: Path, index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export")
-    options = ExportOptions(formats=("onnx",), latency_runs=0)
-    export_checkpoint(checkpoint, index, out, options, log=lambda _: None)
-    return out / "model.onnx"
+def onnx_model(smoke_onnx: Path) -> Path:
+    return smoke_onnx
 
 
 def digest(path: Path) -> str:

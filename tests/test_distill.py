@@ -24,7 +24,7 @@ from fasdistill.engine.objective import Batch, Supervised
 from fasdistill.engine.rundir import RunLogger
 from fasdistill.errors import InputError
 from fasdistill.models import build_model, count_macs, count_params
-from test_train import make_index, torchrun
+from support import assert_ddp_matches_single, make_index
 
 SIZE = 16
 
@@ -334,34 +334,15 @@ def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
         "optim.name=sgd",
         "optim.lr=0.05",
     ]
-    train(
-        load_recipe(BUILTIN_RECIPES / "smoke.yaml", overrides),
-        toy_index,
-        tmp_path / "single",
-        show_progress=False,
-    )
-    done = torchrun(
+    assert_ddp_matches_single(
         "distill",
-        "--recipe",
-        str(BUILTIN_RECIPES / "smoke.yaml"),
-        "--data",
-        str(toy_index),
-        "--out",
-        str(tmp_path / "ddp"),
-        "--no-progress",
-        *overrides,
+        overrides,
+        toy_index,
+        tmp_path,
+        lambda config, index, run: train(config, index, run, show_progress=False),
+        {"model": lambda state: state["model"], "adapters": lambda s: s["objective"]["adapters"]},
+        skip=("num_batches_tracked",),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")
-    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")
-    for part in ("model", "objective"):
-        a = single[part] if part == "model" else single[part]["adapters"]
-        b = ddp[part] if part == "model" else ddp[part]["adapters"]
-        assert set(a) == set(b)
-        for key, value in a.items():
-            if key.endswith("num_batches_tracked"):
-                continue
-            torch.testing.assert_close(b[key], value, rtol=1e-4, atol=1e-5, msg=key)
 
 
 def test_taps_copy_outputs_before_in_place_activations_and_keep_every_call() -> None:

@@ -14,7 +14,6 @@ import torch
 from fasdistill.cli import main
 from fasdistill.data.loader import read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
-from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
 from fasdistill.export import litert, ncnn, pipeline, pte
 from fasdistill.export.checks import describe_resolution, score_resolution
@@ -25,23 +24,15 @@ from fasdistill.models import bonafide_score
 from fasdistill.utils.latency import Latency, interleaved_latency
 from fasdistill.utils.machine import cpu_info
 from fasdistill.utils.ort import open_session
-from test_train import make_index, smoke
+from support import make_index, trained
 
 FAST = {"latency_runs": 3, "latency_seconds": 0.0}
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_index(tmp_path_factory.mktemp("toy"), {"train": 12, "dev": 8, "test": 8})
-
-
-@pytest.fixture(scope="module")
 def checkpoint(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A briefly trained swapnet: scores that separate the classes, a dev EER threshold."""
-    run = tmp_path_factory.mktemp("run")
-    config = smoke(**{"model.name": "swapnet", "train.epochs": 3, "data.input_size": 16})
-    train(config, index, run, show_progress=False)
-    return run / "checkpoints" / "best.pt"
+    return trained(index, tmp_path_factory.mktemp("run"), "swapnet", epochs=3)
 
 
 @pytest.fixture(scope="module")

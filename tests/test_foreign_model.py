@@ -14,7 +14,7 @@ from torch import nn
 
 from fasdistill.cli import main
 from fasdistill.infer.model_file import open_model
-from test_train import make_index
+from support import make_index
 
 SIDECAR = "colour_order: BGR\nmean: [0, 0, 0]\nstd: [1, 1, 1]\ncrop_scale: 1.5\noutput: logits\n"
 

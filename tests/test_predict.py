@@ -22,29 +22,16 @@ from skimage import data as skdata
 from fasdistill.cli import main
 from fasdistill.data.crops import square_crop
 from fasdistill.data.loader import CropDataset, read_crop_index
-from fasdistill.engine.trainer import train
 from fasdistill.errors import InputError
-from fasdistill.export.pipeline import ExportOptions, export_checkpoint
 from fasdistill.infer.model_file import ModelFile
 from fasdistill.infer.predict import FAILURES, PredictOptions, Predictor, QualityGate
 from fasdistill.infer.video import VideoOptions, decide, predict_video
-from test_train import make_index, smoke
+from support import make_index
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_index(tmp_path_factory.mktemp("toy"), {"train": 12, "dev": 8, "test": 8})
-
-
-@pytest.fixture(scope="module")
-def model(index: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run")
-    config = smoke(**{"model.name": "smoke-cnn", "train.epochs": 1, "data.input_size": 16})
-    train(config, index, run, show_progress=False)
-    out = tmp_path_factory.mktemp("export")
-    options = ExportOptions(formats=("onnx",), latency_runs=0)
-    export_checkpoint(run / "checkpoints" / "best.pt", index, out, options, log=lambda _: None)
-    return out / "model.onnx"
+def model(smoke_onnx: Path) -> Path:
+    return smoke_onnx
 
 
 @pytest.fixture(scope="module")

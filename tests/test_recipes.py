@@ -12,7 +12,7 @@ from fasdistill.cli import main
 from fasdistill.config import BUILTIN_RECIPES, builtin_recipe_names, load_recipe, resolve_recipe
 from fasdistill.errors import InputError
 from fasdistill.recipes import recipe_catalogue
-from test_train import make_index
+from support import make_index
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from fasdistill.config import load_recipe
 from fasdistill.engine.objective import Supervised
 from fasdistill.engine.rundir import RunLogger, check_run_dir
 from fasdistill.errors import InputError
-from test_train import make_index
+from support import make_index
 
 RECIPE = (
     "name: restart\nmodel: {name: smoke-cnn}\n"

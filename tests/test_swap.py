@@ -32,7 +32,7 @@ from fasdistill.swap.power import (
 )
 from fasdistill.swap.ratios import pareto_front, swap_score
 from fasdistill.swap.weight import measure_weight
-from test_train import make_index, smoke
+from support import make_index, smoke
 
 
 @pytest.fixture(scope="module")

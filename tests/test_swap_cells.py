@@ -22,8 +22,8 @@ from fasdistill.swap.options import SwapOptions
 from fasdistill.swap.ratios import compare, headline_runtime, pareto_front, retention
 from fasdistill.swap.report import write_reports
 from fasdistill.utils.latency import interleaved_latency
+from support import make_index
 from test_swap import foreign_copy, trained
-from test_train import make_index
 
 FAST = ["--latency-runs", "3", "--latency-seconds", "0", "--bootstrap", "40", "--batch", "2"]
 

@@ -15,8 +15,8 @@ from fasdistill.cli import main
 from fasdistill.config import TeacherSpec
 from fasdistill.distill.teacher import OnnxTeacher, probe_batch
 from fasdistill.errors import InputError
+from support import make_index
 from test_distill import make_teacher
-from test_train import make_index
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")

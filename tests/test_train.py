@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
 from fasdistill.cli import main
-from fasdistill.config import BUILTIN_RECIPES, RunConfig, load_recipe
+from fasdistill.config import BUILTIN_RECIPES, load_recipe
 from fasdistill.data.prepare import INDEX_COLUMNS
 from fasdistill.engine.checkpoint import load_checkpoint
 from fasdistill.engine.objective import Supervised
@@ -25,63 +19,14 @@ from fasdistill.engine.rundir import RunLogger
 from fasdistill.engine.trainer import NonFiniteLossError, train
 from fasdistill.errors import InputError
 from fasdistill.models import build_model
+from support import assert_ddp_matches_single, make_index, smoke
 
 REPO = Path(__file__).resolve().parents[1]
-# Separable classes: each has its own dominant colour, plus noise.
-COLOURS = {"bonafide": (200, 60, 60), "print": (60, 60, 200), "replay": (60, 200, 60)}
-
-
-def make_index(root: Path, per_class: dict[str, int], missing_test: bool = False) -> Path:
-    """A prepared-index look-alike: 16-px crops whose colour gives away the class."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for split, n in per_class.items():
-        for cls, colour in COLOURS.items():
-            for i in range(n):
-                subject = f"{split}_s{i % 4}"
-                crop = f"crops/{split}/{cls}_{i}.png"
-                if not (missing_test and split == "test"):
-                    image = np.clip(rng.normal(colour, 25, (16, 16, 3)), 0, 255).astype(np.uint8)
-                    (root / crop).parent.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(root / crop), image[..., ::-1])
-                rows.append(
-                    {
-                        "split": split,
-                        "label": "bonafide" if cls == "bonafide" else "attack",
-                        "pai": "" if cls == "bonafide" else cls,
-                        "subject": subject,
-                        "session": "",
-                        "device": "",
-                        "domain": "toy",
-                        "video_id": f"{split}_{cls}_{i}",
-                        "frame": "0",
-                        "scale": "1.5",
-                        "crop_path": crop,
-                        "box_x": "0",
-                        "box_y": "0",
-                        "box_w": "16",
-                        "box_h": "16",
-                        "box_source": "annotation",
-                        "det_score": "",
-                        "status": "ok",
-                        "source_path": "",
-                    }
-                )
-    with (root / "index.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=INDEX_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return root / "index.csv"
 
 
 @pytest.fixture(scope="module")
 def toy_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_index(tmp_path_factory.mktemp("toy"), {"train": 16, "dev": 8, "test": 8})
-
-
-def smoke(**overrides: object) -> RunConfig:
-    items = [f"{k}={v}" for k, v in overrides.items()]
-    return load_recipe(BUILTIN_RECIPES / "smoke.yaml", items)
 
 
 def test_learns_a_separable_set_and_records_the_run(toy_index: Path, tmp_path: Path) -> None:
@@ -167,32 +112,6 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def torchrun(*cli_args: str, processes: int = 2) -> subprocess.CompletedProcess[str]:
-    """``fasdistill`` under ``torchrun`` on this machine (gloo on CPU), outside pytest's env."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(processes),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        "-m",
-        "fasdistill.cli",
-        *cli_args,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) -> None:
     overrides = [
         "train.epochs=2",
@@ -200,28 +119,14 @@ def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) ->
         "data.augment.flip=false",
         "data.augment.resized_crop=[1.0,1.0]",
     ]
-    train(
-        load_recipe(BUILTIN_RECIPES / "smoke.yaml", overrides),
-        toy_index,
-        tmp_path / "single",
-        show_progress=False,
-    )
-    done = torchrun(
+    assert_ddp_matches_single(
         "train",
-        "--recipe",
-        str(BUILTIN_RECIPES / "smoke.yaml"),
-        "--data",
-        str(toy_index),
-        "--out",
-        str(tmp_path / "ddp"),
-        "--no-progress",
-        *overrides,
+        overrides,
+        toy_index,
+        tmp_path,
+        lambda config, index, run: train(config, index, run, show_progress=False),
+        {"model": lambda state: state["model"]},
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "last.pt")["model"]
-    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "last.pt")["model"]
-    for key, value in single.items():
-        torch.testing.assert_close(ddp[key], value, rtol=1e-4, atol=1e-5, msg=key)
     meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())
     assert meta["world_size"] == 2
 
