@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from fasdistill.distill.methods import DistillTerm
 from fasdistill.errors import InputError
+from fasdistill.schema import Section
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = Section
 
 
 class ModelConfig(_Section):
@@ -129,125 +127,6 @@ class TeacherSpec(_Section):
         return value
 
 
-class _Term(_Section):
-    weight: float = Field(1.0, ge=0.0)
-    warmup_epochs: float = Field(0.0, ge=0.0)  # weight ramps linearly from 0 over these
-
-
-class KDTerm(_Term):
-    """Hinton KD: T^2 KL(softmax(z_t/T) || softmax(z_s/T))."""
-
-    kind: Literal["kd"]
-    temperature: float = Field(4.0, gt=0.0)
-
-
-class KDStandardizedTerm(_Term):
-    """KD on z-scored logits (logit standardisation, Sun et al. 2024)."""
-
-    kind: Literal["kd_std"]
-    temperature: float = Field(2.0, gt=0.0)
-
-
-class DKDTerm(_Term):
-    """Decoupled KD: alpha TCKD + beta NCKD (Zhao et al. 2022)."""
-
-    kind: Literal["dkd"]
-    alpha: float = Field(1.0, ge=0.0)
-    beta: float = Field(8.0, ge=0.0)
-    temperature: float = Field(4.0, gt=0.0)
-
-
-class DISTTerm(_Term):
-    """DIST: inter- and intra-class correlation (Huang et al. 2022)."""
-
-    kind: Literal["dist"]
-    beta: float = Field(1.0, ge=0.0)
-    gamma: float = Field(1.0, ge=0.0)
-    temperature: float = Field(1.0, gt=0.0)
-
-
-class MultiTeacherTerm(_Term):
-    """KD from every listed teacher, fixed or confidence-adaptive weights."""
-
-    kind: Literal["multi_teacher"]
-    temperature: float = Field(4.0, gt=0.0)
-    weights: list[float] | None = None  # one per teacher; None: uniform
-    adaptive: bool = False
-
-
-class PixelTerm(_Term):
-    """The student's auxiliary pixel map regresses the teacher's bona fide map."""
-
-    kind: Literal["pixel"]
-
-
-class _FeatureTerm(_Term):
-    """Terms on intermediate features, captured by hooks on modules named by path."""
-
-    student: str = "backbone"  # module path in the student (``backbone`` = final map)
-    teacher: str = "backbone"  # module path in the teacher
-    student_call: int = -1  # which call, for modules that run more than once per forward
-    teacher_call: int = -1
-
-
-class FitNetTerm(_FeatureTerm):
-    """FitNets hint: MSE(adapter(f_s), f_t) with a learned 1x1 conv + BN adapter."""
-
-    kind: Literal["fitnet"]
-
-
-class ATTerm(_FeatureTerm):
-    """Attention transfer (Zagoruyko & Komodakis 2017)."""
-
-    kind: Literal["at"]
-    p: float = Field(2.0, gt=0.0)
-
-
-class RKDTerm(_FeatureTerm):
-    """Relational KD: distance + angle (Park et al. 2019)."""
-
-    kind: Literal["rkd"]
-    distance_weight: float = Field(25.0, ge=0.0)
-    angle_weight: float = Field(50.0, ge=0.0)
-
-
-class PKTTerm(_FeatureTerm):
-    """Probabilistic knowledge transfer (Passalis & Tefas 2018)."""
-
-    kind: Literal["pkt"]
-
-
-class SPTerm(_FeatureTerm):
-    """Similarity-preserving KD (Tung & Mori 2019)."""
-
-    kind: Literal["sp"]
-
-
-class OneClassTerm(_FeatureTerm):
-    """One-class KD: bona fide features of the student match the teacher's (Li et al. 2022)."""
-
-    kind: Literal["one_class"]
-
-
-DistillTerm = Annotated[
-    KDTerm
-    | KDStandardizedTerm
-    | DKDTerm
-    | DISTTerm
-    | MultiTeacherTerm
-    | PixelTerm
-    | FitNetTerm
-    | ATTerm
-    | RKDTerm
-    | PKTTerm
-    | SPTerm
-    | OneClassTerm,
-    Field(discriminator="kind"),
-]
-FEATURE_KINDS = ("fitnet", "at", "rkd", "pkt", "sp", "one_class")
-OUTPUT_KINDS = ("kd", "kd_std", "dkd", "dist", "multi_teacher", "pixel")
-
-
 class DistillConfig(_Section):
     """Distillation: the frozen teacher(s), the supervised weight and the KD terms.
 
@@ -284,20 +163,9 @@ class DistillConfig(_Section):
                 "from the cache; set cache: true"
             )
         for i, term in enumerate(self.terms):
-            if isinstance(term, MultiTeacherTerm) and term.weights is not None and term.adaptive:
-                raise ValueError(
-                    f"terms[{i}] (multi_teacher): give fixed weights or adaptive: true, not both"
-                )
-            if isinstance(term, MultiTeacherTerm) and term.weights is not None:
-                if len(term.weights) != len(self.teacher):
-                    raise ValueError(
-                        f"terms[{i}] (multi_teacher): {len(term.weights)} weights for "
-                        f"{len(self.teacher)} teachers"
-                    )
-                if min(term.weights) < 0 or sum(term.weights) <= 0:
-                    raise ValueError(
-                        f"terms[{i}] (multi_teacher): weights must be >= 0, not all zero"
-                    )
+            problem = term.recipe_problem(len(self.teacher))
+            if problem:
+                raise ValueError(f"terms[{i}] ({term.kind}): {problem}")
         return self
 
 

@@ -8,21 +8,29 @@ it to the loop). The losses in
 
 from __future__ import annotations
 
-from fasdistill.distill import losses
-from fasdistill.distill.objective import Distilled, DistillModule
-from fasdistill.distill.run import distilled, fit
-from fasdistill.distill.taps import FeatureTaps
-from fasdistill.distill.teacher import OnnxTeacher, Teacher, TorchTeacher, load_teacher
+import importlib
+from typing import Any
 
-__all__ = [
-    "DistillModule",
-    "Distilled",
-    "FeatureTaps",
-    "OnnxTeacher",
-    "Teacher",
-    "TorchTeacher",
-    "distilled",
-    "fit",
-    "load_teacher",
-    "losses",
-]
+# Imported on first use (PEP 562): the recipe schema imports ``distill.methods`` and
+# must not pull in the objective, the teachers and the training loop with it.
+_WHERE = {
+    "losses": "fasdistill.distill.losses",
+    "methods": "fasdistill.distill.methods",
+    "Distilled": "fasdistill.distill.objective",
+    "DistillModule": "fasdistill.distill.objective",
+    "distilled": "fasdistill.distill.run",
+    "fit": "fasdistill.distill.run",
+    "FeatureTaps": "fasdistill.distill.taps",
+    "OnnxTeacher": "fasdistill.distill.teacher",
+    "Teacher": "fasdistill.distill.teacher",
+    "TorchTeacher": "fasdistill.distill.teacher",
+    "load_teacher": "fasdistill.distill.teacher",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'fasdistill.distill' has no attribute {name!r}")
+    module = importlib.import_module(_WHERE[name])
+    return module if module.__name__.endswith(f".{name}") else getattr(module, name)

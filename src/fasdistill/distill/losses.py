@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# Decoupled KD's defaults (the paper's CIFAR-100 settings); a recipe's dkd term uses them too.
+DKD_ALPHA, DKD_BETA, DKD_TEMPERATURE = 1.0, 8.0, 4.0
+
 # --------------------------------------------------------------------------- logit methods
 
 
@@ -62,7 +65,10 @@ def _non_target(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def dkd_parts(
-    student_logits: Tensor, teacher_logits: Tensor, labels: Tensor, temperature: float = 4.0
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    labels: Tensor,
+    temperature: float = DKD_TEMPERATURE,
 ) -> tuple[Tensor, Tensor]:
     """Per-sample (N,) TCKD and NCKD of Decoupled KD, without the T² factor.
 
@@ -94,9 +100,9 @@ def dkd(
     student_logits: Tensor,
     teacher_logits: Tensor,
     labels: Tensor,
-    alpha: float = 1.0,
-    beta: float = 8.0,
-    temperature: float = 4.0,
+    alpha: float = DKD_ALPHA,
+    beta: float = DKD_BETA,
+    temperature: float = DKD_TEMPERATURE,
 ) -> Tensor:
     """Decoupled KD: ``T² · mean_i(alpha·TCKD_i + beta·NCKD_i)`` (Zhao et al., CVPR 2022)."""
     tckd, nckd = dkd_parts(student_logits, teacher_logits, labels, temperature)

@@ -15,40 +15,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fasdistill.config import (
-    FEATURE_KINDS,
-    ATTerm,
-    DISTTerm,
-    DKDTerm,
-    FitNetTerm,
-    KDStandardizedTerm,
-    KDTerm,
-    MultiTeacherTerm,
-    OneClassTerm,
-    PixelTerm,
-    PKTTerm,
-    RKDTerm,
-    RunConfig,
-    SPTerm,
-)
+from fasdistill.config import RunConfig
 from fasdistill.data.loader import CropDataset, CropIndex, is_view_only, keeps_geometry
-from fasdistill.distill import losses as L
 from fasdistill.distill.adapters import make_adapter
+from fasdistill.distill.methods import FEATURE_KINDS, Method, TermContext, TermInputs
 from fasdistill.distill.taps import FeatureTaps
 from fasdistill.distill.teacher import Teacher, load_teacher
 from fasdistill.engine.objective import Batch, Objective, supervised_terms
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel
-
-ADAPTED = (FitNetTerm, OneClassTerm)
-
-
-def binary(logits: Tensor) -> Tensor:
-    """(N, C) logits over bona fide + species -> (N, 2) bona fide vs any attack."""
-    if logits.shape[1] == 2:
-        return logits
-    return torch.stack([logits[:, 0], torch.logsumexp(logits[:, 1:], dim=1)], dim=1)
-
 
 SUPERVISED_TERMS = ("ce", "pixel", "fourier")
 
@@ -107,7 +82,7 @@ class Distilled(Objective):
         self.model = model
         self.config = config
         self.spec = config.distill
-        self.terms = list(self.spec.terms)
+        self.terms: list[Method] = list(self.spec.terms)
         self.names = term_names(self.terms)
         # Each teacher is probed on a dummy batch at the student's input size as it loads.
         self.teachers: list[Teacher] = [
@@ -156,25 +131,18 @@ class Distilled(Objective):
                     f"{first.path.name} is an ONNX model that gives only its outputs; use an "
                     "output-level term (kd, kd_std, dkd, dist, multi_teacher, pixel)"
                 )
-            if isinstance(term, PixelTerm):
-                if "pixel" not in self.config.model.aux:
-                    raise InputError(
-                        f"{where}: pixel distillation needs the student's pixel head "
-                        "(model.aux: [pixel])"
-                    )
-                if not first.has_pixel:
-                    raise InputError(
-                        f"{where}: the teacher {first.path.name} has no pixel map (train it with "
-                        "model.aux: [pixel], or use an ONNX teacher with output: map)"
-                    )
-            if isinstance(term, DKDTerm) and len(classes) <= 2:
-                warnings.warn(
-                    f"{where}: DKD with {len(classes)} classes has no non-target part (NCKD is 0)"
-                    "; only TCKD trains. Prepare data with one class per attack species.",
-                    stacklevel=2,
-                )
-            if isinstance(term, MultiTeacherTerm) and len(self.teachers) < 2:
-                warnings.warn(f"{where}: multi_teacher with one teacher is plain KD", stacklevel=2)
+            context = TermContext(
+                where,
+                tuple(classes),
+                len(self.teachers),
+                tuple(self.config.model.aux),
+                first.path.name,
+                first.has_pixel,
+                lambda message: warnings.warn(message, stacklevel=4),
+            )
+            problem = term.check(context)
+            if problem:
+                raise InputError(problem)
         augment = self.config.data.augment
         if self.spec.cache and not keeps_geometry(augment):
             raise InputError(
@@ -197,7 +165,7 @@ class Distilled(Objective):
         device: torch.device,
     ) -> dict[str, nn.Module]:
         """Adapters sized by one dummy forward of student and teacher (eval mode, no grad)."""
-        needs = {n: t for n, t in terms.items() if isinstance(t, ADAPTED)}
+        needs = {n: t for n, t in terms.items() if t.adapted}
         if not needs:
             return {}
         dummy = torch.zeros(2, 3, input_size, input_size, device=device)
@@ -302,61 +270,9 @@ class Distilled(Objective):
         teacher = self._teacher_outputs(batch)
         for name, term in zip(self.names, self.terms, strict=True):
             ramp = min(1.0, epoch / term.warmup_epochs) if term.warmup_epochs > 0 else 1.0
-            terms[name] = term.weight * ramp * self._term(name, term, out, teacher, batch)
+            inputs = TermInputs(name, out, teacher, batch.labels, self.reduce)
+            terms[name] = term.weight * ramp * term.loss(inputs)
         return terms
-
-    def _logits(
-        self, out: dict[str, Tensor], teacher: list[dict[str, Tensor]], k: int
-    ) -> tuple[Tensor, Tensor]:
-        student = out["logits"].float()
-        return (binary(student) if self.reduce[k] else student), teacher[k]["logits"]
-
-    def _term(
-        self,
-        name: str,
-        term: Any,
-        out: dict[str, Tensor],
-        teacher: list[dict[str, Tensor]],
-        batch: Batch,
-    ) -> Tensor:
-        if isinstance(term, KDTerm):
-            return L.kd_kl(*self._logits(out, teacher, 0), term.temperature)
-        if isinstance(term, KDStandardizedTerm):
-            return L.kd_standardized(*self._logits(out, teacher, 0), term.temperature)
-        if isinstance(term, DKDTerm):
-            s, t = self._logits(out, teacher, 0)
-            labels = batch.labels.clamp(max=1) if self.reduce[0] else batch.labels
-            return L.dkd(s, t, labels, term.alpha, term.beta, term.temperature)
-        if isinstance(term, DISTTerm):
-            s, t = self._logits(out, teacher, 0)
-            return L.dist(s, t, term.beta, term.gamma, term.temperature)
-        if isinstance(term, MultiTeacherTerm):
-            reduce = any(self.reduce)
-            student = out["logits"].float()
-            s = binary(student) if reduce else student
-            ts = [binary(t["logits"]) if reduce else t["logits"] for t in teacher]
-            labels = batch.labels.clamp(max=1) if reduce else batch.labels
-            return L.multi_teacher_kd(
-                s, ts, labels, term.temperature, weights=term.weights, adaptive=term.adaptive
-            )
-        if isinstance(term, PixelTerm):
-            return L.pixel_map(out["pixel"], teacher[0]["pixel"])
-        # Feature terms: the first teacher's tapped (or cached) features.
-        f_t = teacher[0][f"feature:{name}"]
-        f_s = out[f"feature:{name}"]
-        if isinstance(term, FitNetTerm):
-            return L.fitnet(f_s, f_t)
-        if isinstance(term, ATTerm):
-            return L.attention_transfer(f_s, f_t, term.p)
-        if isinstance(term, RKDTerm):
-            return L.rkd(f_s, f_t, term.distance_weight, term.angle_weight)
-        if isinstance(term, PKTTerm):
-            return L.pkt(f_s, f_t)
-        if isinstance(term, SPTerm):
-            return L.similarity_preserving(f_s, f_t)
-        if isinstance(term, OneClassTerm):
-            return L.one_class_kd(f_s, f_t, batch.labels == 0)
-        raise InputError(f"{self._where(name)}: unknown kind {term.kind!r}")
 
     # ------------------------------------------------------------------ state
 
