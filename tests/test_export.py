@@ -296,8 +296,8 @@ def _fake_program(monkeypatch: pytest.MonkeyPatch) -> None:
         return real_export(model, meta, path)
 
     monkeypatch.setattr(pte, "available", lambda: True)
-    program = ("FakeRT", export, scoring.onnx_scorer, "fasdistill-pte/1")
-    monkeypatch.setitem(scoring.PROGRAMS, "pte", program)
+    monkeypatch.setattr(pte, "export_pte", export)  # the registry resolves these when used
+    monkeypatch.setattr(pte, "pte_scorer", scoring.onnx_scorer)
 
 
 def test_a_crashing_converter_fails_its_formats_and_later_ones_are_still_written(

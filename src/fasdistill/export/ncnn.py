@@ -72,6 +72,11 @@ def bin_path(param: Path) -> Path:
     return param.with_suffix(".bin")
 
 
+def companion_files(param: Path) -> list[Path]:
+    """The files an exported ``.param`` needs beside it: its weights."""
+    return [bin_path(param)]
+
+
 def sidecar(param: Path, meta: dict[str, Any], threshold: float) -> Path:
     """``<file>.param.json``: preprocessing, classes and threshold, as for ExecuTorch."""
     return write_sidecar(param, meta, threshold, meta["threshold_criterion"], SIDECAR_FORMAT)

@@ -31,7 +31,7 @@ import torch
 from fasdistill.data.loader import CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.errors import InputError
-from fasdistill.export import litert, ncnn, pte
+from fasdistill.export import ncnn, pte
 from fasdistill.export.checks import (
     conversion,
     describe_resolution,
@@ -39,10 +39,10 @@ from fasdistill.export.checks import (
     require_parity,
     score_resolution,
 )
+from fasdistill.export.formats import FILE_NAMES, FORMATS, REGISTRY, missing_runtimes
 from fasdistill.export.onnx import add_metadata, export_onnx, onnx_metadata
 from fasdistill.export.quantize import quantize_int8
 from fasdistill.export.scoring import (
-    PROGRAMS,
     Scorer,
     dev_threshold,
     eer_threshold,
@@ -81,16 +81,6 @@ __all__ = [
     "torch_scorer",
 ]
 
-FORMATS = ("onnx", "onnx-int8", "pte", "pte-int8", "tflite", "tflite-int8", "ncnn")
-FILE_NAMES = {
-    "onnx": "model.onnx",
-    "onnx-int8": "model.int8.onnx",
-    "pte": "model.pte",
-    "pte-int8": "model.int8.pte",
-    "tflite": "model.tflite",
-    "tflite-int8": "model.int8.tflite",
-    "ncnn": "model.ncnn.param",  # + model.ncnn.bin
-}
 Log = Callable[[str], None]
 
 
@@ -134,19 +124,6 @@ class ExportJob:
     skipped: dict[str, str]  # format -> why (its runtime is not installed)
     parity_images: np.ndarray  # dev crops
     calibration: np.ndarray | None  # train crops, when an int8 format is to be tried
-
-
-def missing_runtimes() -> dict[str, str]:
-    """Formats whose runtime cannot be imported here, each with the extra that installs it."""
-    missing = {}
-    if not pte.available():
-        missing |= dict.fromkeys(("pte", "pte-int8"), f"ExecuTorch is not installed ({pte.EXTRA})")
-    if not litert.available():
-        reason = f"LiteRT is not installed ({litert.EXTRA})"
-        missing |= dict.fromkeys(("tflite", "tflite-int8"), reason)
-    if not ncnn.available():
-        missing["ncnn"] = f"pnnx/ncnn are not installed ({ncnn.EXTRA})"
-    return missing
 
 
 def prepare_export(
@@ -219,7 +196,7 @@ def run_export(job: ExportJob, log: Log = print) -> dict[str, Any]:
     try:
         if {"onnx", "onnx-int8"} & set(job.formats):
             run.onnx_family()
-        for fmt in [f for f in job.formats if f.removesuffix("-int8") in PROGRAMS]:
+        for fmt in [f for f in job.formats if REGISTRY[f].exporter is not None]:
             run.attempt(fmt, lambda fmt=fmt: run.program(fmt))
         if "ncnn" in job.formats:
             run.attempt("ncnn", run.ncnn)
@@ -233,13 +210,7 @@ def run_export(job: ExportJob, log: Log = print) -> dict[str, Any]:
 
 def _artifact_files(out: Path, fmt: str) -> list[Path]:
     """Every file a written ``fmt`` consists of (model, sidecar, ncnn weights)."""
-    target = out / FILE_NAMES[fmt]
-    files = [target]
-    if fmt != "onnx" and fmt != "onnx-int8":
-        files.append(target.with_name(target.name + ".json"))
-    if fmt == "ncnn":
-        files.append(ncnn.bin_path(target))
-    return files
+    return REGISTRY[fmt].files(out)
 
 
 class _Run:
@@ -384,15 +355,15 @@ class _Run:
 
     def program(self, fmt: str) -> None:
         """An ExecuTorch or LiteRT program: convert, check, write its sidecar, then the program."""
-        quantized = fmt.endswith("-int8")
-        runtime, export, scorer_of, kind = PROGRAMS[fmt.removesuffix("-int8")]
-        target, tmp = self.out / FILE_NAMES[fmt], self.out / f".{FILE_NAMES[fmt]}.tmp"
+        entry = REGISTRY[fmt]
+        quantized, runtime, export = entry.quantized, entry.runtime, entry.export()
+        target, tmp = self.out / entry.file_name, self.out / f".{entry.file_name}.tmp"
         meta = self.job.meta
         start = time.perf_counter()
         with conversion(fmt, meta["model"]):
             export(self.job.model, meta, tmp, self.job.calibration if quantized else None)
         seconds = time.perf_counter() - start
-        scorer = scorer_of(tmp, self.options.threads)
+        scorer = entry.scorer(tmp, self.options.threads)
         # int8 shifts scores: its own dev EER threshold, chosen the same way (never on test).
         own = (
             dev_threshold(scorer, self.job.index, self.size, meta) if quantized else self.threshold
@@ -401,7 +372,7 @@ class _Run:
         check = parity(self.ref_scores, scores, self.threshold, own)
         require_parity(check, target, "INT8" if quantized else runtime, quantized, self.options)
         criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
-        pte.write_sidecar(target, meta, own, criterion, kind)
+        pte.write_sidecar(target, meta, own, criterion, entry.sidecar_format())
         tmp.replace(target)  # after the sidecar: a program never lacks it
         self.record(fmt, target, check, seconds, own, scores)
 

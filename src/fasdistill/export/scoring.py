@@ -18,7 +18,7 @@ import torch
 from fasdistill.data.loader import CropDataset, CropIndex
 from fasdistill.engine.evaluation import score_dataset
 from fasdistill.errors import InputError
-from fasdistill.export import litert, ncnn, pte
+from fasdistill.export.formats import REGISTRY
 from fasdistill.export.onnx import INPUT_NAME
 from fasdistill.metrics import EvalOptions, evaluate
 from fasdistill.metrics.scores import ScoreSet
@@ -26,12 +26,6 @@ from fasdistill.models import bonafide_score
 from fasdistill.utils.ort import open_session
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-# Batch-1 programs with a JSON sidecar, fp32 and int8 (PT2E):
-# runtime, exporter, scorer, sidecar format.
-PROGRAMS: dict[str, tuple[str, Any, Callable[[Path, int], Scorer], str]] = {
-    "pte": ("ExecuTorch", pte.export_pte, pte.pte_scorer, pte.SIDECAR_FORMAT),
-    "tflite": ("LiteRT", litert.export_tflite, litert.tflite_scorer, litert.SIDECAR_FORMAT),
-}
 
 
 def load_images(index: CropIndex, split: str, size: int, count: int) -> np.ndarray:
@@ -53,11 +47,7 @@ def onnx_scorer(path: Path, threads: int) -> Scorer:
 
 def runtime_scorer(fmt: str, path: Path, threads: int) -> Scorer:
     """The scorer of an exported file in the runtime its format runs in."""
-    if fmt.removesuffix("-int8") in PROGRAMS:
-        return PROGRAMS[fmt.removesuffix("-int8")][2](path, threads)
-    if fmt == "ncnn":
-        return ncnn.ncnn_scorer(path, threads)
-    return onnx_scorer(path, threads)
+    return REGISTRY[fmt].scorer(path, threads)
 
 
 def torch_scorer(model: torch.nn.Module) -> Scorer:

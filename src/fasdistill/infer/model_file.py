@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from fasdistill.errors import InputError
+from fasdistill.export.formats import REGISTRY, SIDECAR_SUFFIXES
 from fasdistill.export.onnx import META_KEYS, METADATA_FORMAT, OPTIONAL_META_KEYS
 from fasdistill.infer import foreign
 from fasdistill.utils.sniff import model_format
 from fasdistill.utils.text import first_line
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-SIDECAR_KINDS = {".pte": "pte", ".tflite": "tflite", ".param": "ncnn"}
+SIDECAR_KINDS = SIDECAR_SUFFIXES  # artifact suffix -> format whose metadata is a sidecar
 
 
 @dataclass
@@ -65,17 +66,12 @@ class ModelFile:
         if self.kind == "foreign":
             return foreign.foreign_scorer(self.path, tuple(self.meta["classes"]), threads)
         if self.kind != "onnx":
-            module = _runtime_module(self.kind)
-            if not module.available():
-                raise InputError(f"{self.path}: its runtime is not installed ({module.EXTRA})")
+            entry = REGISTRY[self.kind]
+            if not entry.available():
+                raise InputError(
+                    f"{self.path}: its runtime is not installed ({entry.implementation().EXTRA})"
+                )
         return runtime_scorer(self.kind, self.path, threads)
-
-
-def _runtime_module(kind: str) -> Any:
-    """The export module of a sidecar format: its ``available``, ``EXTRA``, ``SIDECAR_FORMAT``."""
-    from fasdistill.export import litert, ncnn, pte
-
-    return {"pte": pte, "tflite": litert, "ncnn": ncnn}[kind]
 
 
 def sidecar_path(path: Path) -> Path:
@@ -108,7 +104,7 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
             raise InputError(f"{path}: its metadata sidecar {sidecar.name} is missing") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise InputError(f"{sidecar}: not a readable JSON sidecar ({exc})") from None
-        expected = _runtime_module(kind).SIDECAR_FORMAT
+        expected = REGISTRY[kind].sidecar_format()
         if not isinstance(data, dict) or data.get("fasdistill_format") != expected:
             found = data.get("fasdistill_format") if isinstance(data, dict) else None
             raise InputError(f"{sidecar}: fasdistill_format is {found!r}, expected {expected!r}")
