@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import platform
 import sys
@@ -76,10 +75,8 @@ def digest(value: Any) -> str:
 
     def feed(v: Any) -> None:
         if isinstance(v, torch.Tensor):
-            buffer = io.BytesIO()
-            buffer.write(str((v.dtype, tuple(v.shape))).encode())
-            buffer.write(v.detach().cpu().contiguous().numpy().tobytes())
-            h.update(buffer.getvalue())
+            h.update(str((v.dtype, tuple(v.shape))).encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
         elif isinstance(v, dict):
             for key in sorted(v, key=str):
                 h.update(str(key).encode())

@@ -114,7 +114,6 @@ def assert_ddp_matches_single(
     overrides: list[str],
     index: Path,
     tmp_path: Path,
-    train_single: Callable[[RunConfig, Path, Path], object],
     parts: dict[str, Callable[[dict], dict]],
     rtol: float = 1e-4,
     atol: float = 1e-5,
@@ -127,8 +126,10 @@ def assert_ddp_matches_single(
     ``objective``); keys ending in one of ``skip`` are not compared. Returns both
     checkpoints for further checks.
     """
+    from fasdistill.distill import fit
+
     recipe = BUILTIN_RECIPES / "smoke.yaml"
-    train_single(load_recipe(recipe, overrides), index, tmp_path / "single")
+    fit(load_recipe(recipe, overrides), index, tmp_path / "single", show_progress=False)
     done = torchrun(
         command, "--recipe", str(recipe), "--data", str(index), "--out", str(tmp_path / "ddp"),
         "--no-progress", *overrides,

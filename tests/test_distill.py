@@ -339,7 +339,6 @@ def test_two_process_ddp_distillation_with_an_adapter_matches_one_process(
         overrides,
         toy_index,
         tmp_path,
-        lambda config, index, run: train(config, index, run, show_progress=False),
         {"model": lambda state: state["model"], "adapters": lambda s: s["objective"]["adapters"]},
         skip=("num_batches_tracked",),
     )

@@ -124,7 +124,6 @@ def test_two_process_ddp_matches_one_process(toy_index: Path, tmp_path: Path) ->
         overrides,
         toy_index,
         tmp_path,
-        lambda config, index, run: train(config, index, run, show_progress=False),
         {"model": lambda state: state["model"]},
     )
     meta = json.loads((tmp_path / "ddp" / "meta.json").read_text())

@@ -9,6 +9,7 @@ functions of :mod:`fasdistill.distill.losses`. Adding a method is one class here
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
@@ -86,8 +87,9 @@ class Method(Section):
         """An error message if this term cannot run with these teachers and student."""
         return None
 
+    @abc.abstractmethod
     def loss(self, x: TermInputs) -> Tensor:
-        raise NotImplementedError(type(self).__name__)
+        """This term's value for one batch (a scalar, before its weight and warm-up)."""
 
 
 class KD(Method):

@@ -9,10 +9,11 @@ cannot be converted is refused before training: other classes, another crop
 scale, or (for our checkpoints) another normalisation.
 
 Every teacher is run once as it loads, on a dummy batch at the student's input
-size (:func:`probe_batch`), and its output is checked against its description
-(input size, output kind, columns, ``classes``, ``live_index``, probability range,
-map shape, finite values): a mistake is one :class:`InputError` naming the field,
-before any run directory is written, not a traceback at the first training step.
+size (:func:`fasdistill.distill.batches.probe_batch`), and its output is checked
+against its description (input size, output kind, columns, ``classes``,
+``live_index``, probability range, map shape, finite values): a mistake is one
+:class:`InputError` naming the field, before any run directory is written, not a
+traceback at the first training step.
 
 A teacher is frozen: ``requires_grad_(False)``, forward under ``no_grad`` and
 pinned to eval mode, which a generic ``.train()`` cannot flip (torchdistill never
@@ -31,57 +32,26 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasdistill.config import TeacherSpec
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD
+from fasdistill.distill.batches import (
+    PROBE_BATCH,
+    binary_logits_from_probability,
+    channels,
+    probe_batch,
+    resize_batch,
+)
 from fasdistill.engine.checkpoint import load_deployable_state
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel, build_model
 from fasdistill.utils.hashing import sha256_file
 from fasdistill.utils.ort import open_session
+from fasdistill.utils.text import one_line
 
 BINARY = ("bonafide", "attack")
 ONNX_ONLY_FIELDS = tuple(sorted(set(TeacherSpec.model_fields) - {"path", "bn_train"}))
-
-
-PROBE_BATCH = 2
-
-
-def resize_batch(images: Tensor, size: int) -> Tensor:
-    """Square bilinear resize of a batch (antialiased when shrinking); identity at ``size``."""
-    if images.shape[-1] == size and images.shape[-2] == size:
-        return images
-    return F.interpolate(
-        images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-    )
-
-
-def binary_logits_from_probability(p: Tensor, eps: float = 1e-6) -> Tensor:
-    """(N,) live probabilities -> (N, 2) logits [log p, log(1 - p)] (bona fide first)."""
-    p = p.float().clamp(eps, 1.0 - eps)
-    return torch.stack([p.log(), (1.0 - p).log()], dim=1)
-
-
-def probe_batch(size: int, device: torch.device | None = None) -> Tensor:
-    """Two images at ``size`` normalised like the loader: mid-grey, and seeded noise.
-
-    The noise has its own generator, so loading a teacher draws nothing from the
-    global RNG and a run trains (and resumes) exactly as it would without the probe.
-    """
-    pixels = torch.rand(PROBE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
-    pixels[0] = 0.5
-    return ((pixels - _channels(MEAN)) / _channels(STD)).to(device or torch.device("cpu"))
-
-
-def _channels(values: Any) -> Tensor:
-    return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
-
-
-def _one_line(error: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class Teacher(abc.ABC):
@@ -192,7 +162,7 @@ class TorchTeacher(Teacher):
         except RuntimeError as error:
             raise InputError(
                 f"{self.where}: {path}'s weights do not fit a {meta['model']} with "
-                f"{len(self.classes)} classes {list(self.classes)} ({_one_line(error, 200)})"
+                f"{len(self.classes)} classes {list(self.classes)} ({one_line(error, 200)})"
             ) from None
         self.has_pixel = "pixel" in aux
         self.frozen = _FrozenNet(net, bn_train).to(device)
@@ -202,7 +172,7 @@ class TorchTeacher(Teacher):
         except RuntimeError as error:
             raise InputError(
                 f"{self.where}: {path.name} fails on a test batch of {PROBE_BATCH} images "
-                f"({_one_line(error)})"
+                f"({one_line(error)})"
             ) from None
         self._check_outputs(out, PROBE_BATCH)
 
@@ -286,8 +256,8 @@ class OnnxTeacher(Teacher):
             )
         self.output_name = spec.output_name or names[0]
         self.has_pixel = spec.output == "map"
-        self._ours = (_channels(MEAN), _channels(STD))
-        self._theirs = (_channels(spec.mean), _channels(spec.std))
+        self._ours = (channels(MEAN), channels(STD))
+        self._theirs = (channels(spec.mean), channels(spec.std))
         # The probe: run once, check the raw output against the description, then
         # map class names to the data's, and check the converted outputs too.
         batch = probe_batch(probe_size or self.input_size)
@@ -424,7 +394,7 @@ class OnnxTeacher(Teacher):
             raise InputError(
                 f"{self.where}: ONNX Runtime cannot run {self.path} on {x.shape[0]} images of "
                 f"{x.shape[-2]}x{x.shape[-1]} px (its input: {self.input_shape}; check "
-                f"input_size): {_one_line(error)}"
+                f"input_size): {one_line(error)}"
             ) from None
 
     def _convert(self, raw: np.ndarray, n: int) -> dict[str, Tensor]:

@@ -53,8 +53,13 @@ class Format:
         check = getattr(self.implementation(), "available", None)
         return True if check is None else bool(check())
 
+    @property
+    def extra(self) -> str:
+        """The install command that brings its runtime."""
+        return str(getattr(self.implementation(), "EXTRA", "pip install 'fasdistill[onnx]'"))
+
     def missing_reason(self) -> str:
-        return f"{self.not_installed} ({self.implementation().EXTRA})"
+        return f"{self.not_installed} ({self.extra})"
 
     def sidecar_format(self) -> str:
         return str(self.implementation().SIDECAR_FORMAT)

@@ -65,12 +65,9 @@ class ModelFile:
             return torch_scorer(model)
         if self.kind == "foreign":
             return foreign.foreign_scorer(self.path, tuple(self.meta["classes"]), threads)
-        if self.kind != "onnx":
-            entry = REGISTRY[self.kind]
-            if not entry.available():
-                raise InputError(
-                    f"{self.path}: its runtime is not installed ({entry.implementation().EXTRA})"
-                )
+        if not REGISTRY[self.kind].available():
+            extra = REGISTRY[self.kind].extra
+            raise InputError(f"{self.path}: its runtime is not installed ({extra})")
         return runtime_scorer(self.kind, self.path, threads)
 
 

@@ -26,6 +26,12 @@ def first_line(error: BaseException | str) -> str:
     return type(error).__name__ if isinstance(error, BaseException) else ""
 
 
+def one_line(error: BaseException | str, limit: int = 300) -> str:
+    """All of an exception's text on one plain line, cut at ``limit`` characters."""
+    text = " ".join(strip_ansi(str(error)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def failure_reason(error: BaseException, limit: int = 200) -> str:
     """Why a part failed, as one plain line for a report cell or a closing line.
 
@@ -38,7 +44,5 @@ def failure_reason(error: BaseException, limit: int = 200) -> str:
 
     if isinstance(error, InputError):
         return first_line(error) if str(error).strip() else "failed"
-    text = " ".join(strip_ansi(str(error)).split())
-    if len(text) > limit:
-        text = text[: limit - 3] + "..."
+    text = one_line(error, limit)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
