@@ -16,6 +16,7 @@ from fasdistill.data.loader import read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.errors import InputError
 from fasdistill.export import litert, ncnn, pipeline, pte
+from fasdistill.export import onnx as onnx_export
 from fasdistill.export.checks import describe_resolution, score_resolution
 from fasdistill.export.onnx import read_onnx_metadata
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint, load_images
@@ -312,7 +313,7 @@ def test_a_crashing_converter_fails_its_formats_and_later_ones_are_still_written
     def crash(*_args, **_kwargs):
         raise RuntimeError("segment table overflow\nC++ stack trace ...")
 
-    monkeypatch.setattr(pipeline, "export_onnx", crash)
+    monkeypatch.setattr(onnx_export, "export_onnx", crash)
     out = tmp_path / "out"
     args = ["export", str(checkpoint), "--data", str(index), "--out", str(out)]
     fast = ["--latency-runs", "2", "--latency-seconds", "0"]
@@ -341,7 +342,7 @@ def test_third_party_output_goes_to_the_log_not_the_terminal(
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    real_export = pipeline.export_onnx
+    real_export = onnx_export.export_onnx
 
     def noisy(model, meta, path):
         os.write(1, b"pnnx-like line on fd 1\n")
@@ -349,7 +350,7 @@ def test_third_party_output_goes_to_the_log_not_the_terminal(
         print("a converter's Python print")
         return real_export(model, meta, path)
 
-    monkeypatch.setattr(pipeline, "export_onnx", noisy)
+    monkeypatch.setattr(onnx_export, "export_onnx", noisy)
     out = tmp_path / "out"
     args = ["export", str(checkpoint), "--data", str(index), "--out", str(out)]
     assert main([*args, "--format", "onnx", "--latency-runs", "2", "--latency-seconds", "0"]) == 0

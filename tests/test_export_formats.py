@@ -20,10 +20,9 @@ def test_every_format_is_one_entry_that_every_reader_uses() -> None:
     for name, entry in REGISTRY.items():
         assert entry.quantized == name.endswith("-int8")
         assert entry.sidecar == (not name.startswith("onnx"))
-        assert (entry.exporter is not None) == (name.removesuffix("-int8") in ("pte", "tflite"))
-        assert callable(formats._resolve(entry.scorer_of))  # names a real function
-        if entry.exporter:
-            assert callable(entry.export())
+        for function in (entry.converter, entry.scorer_of, entry.reader, entry.writer):
+            assert callable(formats._resolve(function)), function  # names a real function
+        assert (entry.source is not None) == (name == "onnx-int8")  # INT8 of the checked fp32
         if entry.sidecar:
             assert entry.sidecar_format().startswith("fasdistill-")
 

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
-from fasdistill.export import pt2e
+from fasdistill.export import pt2e, sidecar
+from fasdistill.export.formats import Conversion
 from fasdistill.export.onnx import ScoredModel
 
 EXTRA = "pip install 'fasdistill[litert]'"
@@ -76,6 +77,83 @@ def export_tflite(
         path = Path(path)
         converted.export(str(path))
     return path
+
+
+def convert(conversion: Conversion, path: Path) -> None:
+    """The registry's converter: fp32, or int8 when the conversion carries calibration crops."""
+    export_tflite(conversion.model, conversion.meta, path, conversion.calibration)
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    return sidecar.read(path, SIDECAR_FORMAT)
+
+
+def write_metadata(path: Path, meta: dict[str, Any]) -> None:
+    sidecar.write(path, meta, SIDECAR_FORMAT)
+
+
+class TfliteRunner:
+    """Every output of a ``.tflite`` model, in its signature's order (the registry's runner).
+
+    Takes NCHW batches whatever the model's layout: an NHWC model (the usual one from
+    TensorFlow) gets them transposed. Quantized inputs and outputs are converted with
+    the model's own scale and zero point.
+    """
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            interpreter = Interpreter(model_path=str(path), num_threads=threads or -1)
+        except (ValueError, RuntimeError) as exc:
+            raise InputError(f"{path}: LiteRT cannot load the model ({exc})") from None
+        if interpreter.get_signature_list():
+            self._runner = interpreter.get_signature_runner()
+            inputs = self._runner.get_input_details()
+            self._outputs = self._runner.get_output_details()
+        else:  # a model without signatures: its tensors, in the file's order
+            interpreter.allocate_tensors()
+            inputs = {d["name"]: d for d in interpreter.get_input_details()}
+            self._outputs = {d["name"]: d for d in interpreter.get_output_details()}
+            self._runner = None
+        self._interpreter = interpreter
+        self.input_count = len(inputs)
+        self._input_name, self._input = next(iter(inputs.items()))
+        shape = [int(d) for d in self._input["shape"]]
+        self._nhwc = len(shape) == 4 and shape[-1] == 3 and shape[1] != 3
+        self.input_shape = [shape[0], 3, shape[1], shape[2]] if self._nhwc else shape
+        self.output_names = list(self._outputs)
+
+    def _quantized(self, x: np.ndarray) -> np.ndarray:
+        dtype = np.dtype(self._input["dtype"])
+        if dtype == np.float32:
+            return x
+        scale, zero_point = self._input["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1) if self._nhwc else x, np.float32)
+        x = self._quantized(x)
+        if self._runner is not None:
+            found = self._runner(**{self._input_name: x})
+            raw = [found[name] for name in self.output_names]
+        else:
+            self._interpreter.set_tensor(self._input["index"], x)
+            self._interpreter.invoke()
+            raw = [self._interpreter.get_tensor(d["index"]) for d in self._outputs.values()]
+        out = []
+        for name, value in zip(self.output_names, raw, strict=True):
+            scale, zero_point = self._outputs[name]["quantization"]
+            value = np.asarray(value)
+            if value.dtype != np.float32 and scale:
+                value = (value.astype(np.float32) - zero_point) * scale
+            out.append(value)
+        return out
+
+
+def open_runner(path: Path, threads: int | None = None) -> TfliteRunner:
+    return TfliteRunner(path, threads)
 
 
 def tflite_scorer(path: str | os.PathLike[str], threads: int) -> Callable[[np.ndarray], np.ndarray]:

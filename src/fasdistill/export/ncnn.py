@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
-from fasdistill.export.pte import write_sidecar
+from fasdistill.export import sidecar
+from fasdistill.export.formats import Conversion
 
 EXTRA = "pip install 'fasdistill[ncnn]'"
 SIDECAR_FORMAT = "fasdistill-ncnn/1"
@@ -77,9 +78,57 @@ def companion_files(param: Path) -> list[Path]:
     return [bin_path(param)]
 
 
-def sidecar(param: Path, meta: dict[str, Any], threshold: float) -> Path:
+def convert(conversion: Conversion, param: Path) -> None:
+    """The registry's converter (fp32 only: the pip packages bring no int8 calibration)."""
+    export_ncnn(conversion.model, conversion.meta, param)
+
+
+def read_metadata(param: Path) -> dict[str, Any] | None:
+    return sidecar.read(param, SIDECAR_FORMAT)
+
+
+def write_metadata(param: Path, meta: dict[str, Any]) -> None:
     """``<file>.param.json``: preprocessing, classes and threshold, as for ExecuTorch."""
-    return write_sidecar(param, meta, threshold, meta["threshold_criterion"], SIDECAR_FORMAT)
+    sidecar.write(param, meta, SIDECAR_FORMAT)
+
+
+class NcnnRunner:
+    """Every output blob of an ncnn model, one image per extractor (the registry's runner).
+
+    A ``.param`` file does not fix the input size: the sidecar states ``input_size``.
+    """
+
+    def __init__(self, param: Path, threads: int | None) -> None:
+        import ncnn
+
+        self._ncnn = ncnn
+        self.net = net = ncnn.Net()
+        net.opt.num_threads = threads or 1
+        net.opt.use_fp16_packed = False
+        net.opt.use_fp16_storage = False
+        net.opt.use_fp16_arithmetic = False
+        param = Path(param)
+        if net.load_param(str(param)) != 0 or net.load_model(str(bin_path(param))) != 0:
+            raise InputError(f"{param}: ncnn cannot load the model (and {bin_path(param).name})")
+        self._inputs = list(net.input_names())
+        self.input_count = len(self._inputs)
+        self.input_shape: list[Any] = [1, 3, "height", "width"]
+        self.output_names = list(net.output_names())
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if x.shape[0] != 1:
+            raise ValueError(f"ncnn runs one image at a time, got a batch of {x.shape[0]}")
+        extractor = self.net.create_extractor()
+        extractor.input(self._inputs[0], self._ncnn.Mat(np.ascontiguousarray(x[0], np.float32)))
+        out = []
+        for name in self.output_names:
+            _, mat = extractor.extract(name)
+            out.append(np.array(mat, dtype=np.float32)[None])  # ncnn drops the batch axis
+        return out
+
+
+def open_runner(param: Path, threads: int | None = None) -> NcnnRunner:
+    return NcnnRunner(param, threads)
 
 
 def ncnn_scorer(param: str | os.PathLike[str], threads: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -16,10 +16,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from fasdistill.errors import InputError
+from fasdistill.export.formats import Conversion
+from fasdistill.utils.sniff import model_format
+from fasdistill.utils.text import first_line
 
 OPSET = 17
 METADATA_FORMAT = "fasdistill-onnx/1"
@@ -95,6 +99,77 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     keys = META_KEYS + tuple(k for k in OPTIONAL_META_KEYS if k in props)
     return {key: json.loads(props[key]) for key in keys}
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """The registry's reader: our metadata, None for a valid ONNX model without it.
+
+    A file that is not ONNX is one line saying what it is (a PyTorch checkpoint,
+    truncated or corrupt bytes, no graph).
+    """
+    import onnx
+
+    if model_format(path) == "pytorch":
+        raise InputError(
+            f"{path}: is not a valid ONNX file: it looks like a PyTorch checkpoint; "
+            "rename it to .pt"
+        )
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
+        reason = first_line(exc)
+        raise InputError(
+            f"{path}: is not a valid ONNX file (truncated or corrupt: {reason})"
+        ) from None
+    if not proto.graph.node or not proto.graph.input or not proto.graph.output:
+        raise InputError(f"{path}: is not a valid ONNX file (no graph: truncated or not ONNX)")
+    props = {p.key: p.value for p in proto.metadata_props}
+    if props.get("fasdistill_format") != METADATA_FORMAT:
+        return None
+    keys = META_KEYS + tuple(k for k in OPTIONAL_META_KEYS if k in props)
+    return {key: json.loads(props[key]) for key in keys}
+
+
+def write_metadata(path: Path, meta: dict[str, Any]) -> None:
+    """The registry's writer: ``meta`` (threshold included) into the model's metadata_props."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    add_metadata(proto, onnx_metadata(meta))
+    onnx.save(proto, str(path))
+
+
+class OnnxRunner:
+    """Every output of an ONNX model in ONNX Runtime (the registry's runner)."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        import onnxruntime
+
+        from fasdistill.utils.ort import open_session
+
+        self.session = open_session(path, threads)  # None: ORT chooses (training)
+        # A failed run raises ORT's message, which callers put in their one error line:
+        # ORT's own copy of it on stderr is silenced.
+        self._options = onnxruntime.RunOptions()
+        self._options.log_severity_level = 4
+        inputs = self.session.get_inputs()
+        self.input_count = len(inputs)
+        self.input_shape = list(inputs[0].shape)
+        self._input = inputs[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        outputs = self.session.run(None, {self._input: x}, self._options)
+        return [np.asarray(o) for o in outputs]
+
+
+def open_runner(path: Path, threads: int | None = None) -> OnnxRunner:
+    return OnnxRunner(path, threads)
+
+
+def convert(conversion: Conversion, path: Path) -> None:
+    """The registry's converter: the fp32 graph with its metadata."""
+    export_onnx(conversion.model, conversion.meta, path)
 
 
 def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike[str]) -> Path:

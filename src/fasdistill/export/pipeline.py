@@ -16,8 +16,8 @@ its reason, still tries every other format, and always writes ``export.json``.
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +31,6 @@ import torch
 from fasdistill.data.loader import CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.errors import InputError
-from fasdistill.export import ncnn, pte
 from fasdistill.export.checks import (
     conversion,
     describe_resolution,
@@ -39,9 +38,16 @@ from fasdistill.export.checks import (
     require_parity,
     score_resolution,
 )
-from fasdistill.export.formats import FILE_NAMES, FORMATS, REGISTRY, missing_runtimes
-from fasdistill.export.onnx import add_metadata, export_onnx, onnx_metadata
-from fasdistill.export.quantize import quantize_int8
+from fasdistill.export.formats import (
+    DEFAULT_FORMATS,
+    FILE_NAMES,
+    FORMATS,
+    REGISTRY,
+    Conversion,
+    Format,
+    missing_runtimes,
+)
+from fasdistill.export.onnx import onnx_metadata
 from fasdistill.export.scoring import (
     Scorer,
     dev_threshold,
@@ -76,7 +82,6 @@ __all__ = [
     "run_export",
     "runtime_scorer",
     "score_splits",
-    "set_threshold",
     "split_metrics",
     "torch_scorer",
 ]
@@ -88,7 +93,7 @@ Log = Callable[[str], None]
 class ExportOptions:
     """What to export and how strictly to check it."""
 
-    formats: tuple[str, ...] = ("onnx", "onnx-int8")  # the CLI default is every format
+    formats: tuple[str, ...] = DEFAULT_FORMATS  # the CLI default is every format
     parity_crops: int = 256  # dev crops scored by PyTorch and by each export
     calibration_crops: int = 256  # train crops that calibrate INT8 ranges
     fp32_tolerance: float = 1e-4  # max |score difference| an fp32 export may show
@@ -151,7 +156,7 @@ def prepare_export(
         raise InputError(f"{fmt}: {missing[fmt]}")
     formats = [f for f in formats if f not in missing]
     calibration = None
-    if any(f.endswith("int8") for f in formats):
+    if any(REGISTRY[f].quantized for f in formats):
         calibration = load_images(index, "train", size, options.calibration_crops)
     out = Path(out_dir)
     try:
@@ -194,16 +199,11 @@ def run_export(job: ExportJob, log: Log = print) -> dict[str, Any]:
     """Try every format of ``job``, measure what was written, write ``export.json``."""
     run = _Run(job, log)
     try:
-        if {"onnx", "onnx-int8"} & set(job.formats):
-            run.onnx_family()
-        for fmt in [f for f in job.formats if REGISTRY[f].exporter is not None]:
-            run.attempt(fmt, lambda fmt=fmt: run.program(fmt))
-        if "ncnn" in job.formats:
-            run.attempt("ncnn", run.ncnn)
+        for fmt in job.formats:
+            run.attempt(fmt, lambda fmt=fmt: run.export(fmt))
         run.measure()
     finally:
-        for tmp in job.out.glob(".*.tmp"):
-            tmp.unlink()
+        run.close()
         atomic_write_json(job.out / "export.json", run.report)
     return run.report
 
@@ -214,7 +214,14 @@ def _artifact_files(out: Path, fmt: str) -> list[Path]:
 
 
 class _Run:
-    """One export run: tries each format, records what was written and what failed."""
+    """One export run: tries each format, records what was written and what failed.
+
+    Every format takes the same path, from its registry entry: convert into a
+    scratch folder, score there and check parity, write its metadata, then move its
+    files into place, the model file last. A format converted from another's
+    artifact (ONNX INT8 from fp32 ONNX) gets that artifact once it passed its own
+    check; when that format was not asked for, it is built and checked in scratch.
+    """
 
     def __init__(self, job: ExportJob, log: Log) -> None:
         self.job, self.log, self.options, self.out = job, log, job.options, job.out
@@ -223,6 +230,8 @@ class _Run:
         torch.set_num_threads(job.options.threads)
         self.ref_scores = torch_scorer(job.model)(job.parity_images)
         self.written: dict[str, tuple[Path, float]] = {}  # format -> (file, embedded threshold)
+        self.sources: dict[str, Path | str] = {}  # format -> checked artifact, or why it failed
+        self._scratch: Path | None = None  # sources built only to convert others from
         self.report: dict[str, Any] = {
             "checkpoint": job.checkpoint,
             "index": job.index_path,
@@ -244,6 +253,13 @@ class _Run:
         )
         for fmt, reason in job.skipped.items():
             log(f"{fmt}: skipped, {reason}")
+
+    def close(self) -> None:
+        """Remove the scratch sources and any temporary file an interrupted step left."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+        for tmp in self.out.glob(".*.tmp"):
+            tmp.unlink()
 
     def attempt(self, fmt: str, step: Callable[[], None]) -> bool:
         """Run one format's step; its failure is recorded, never raised."""
@@ -285,7 +301,7 @@ class _Run:
         }
         self.report["formats"][fmt] = entry
         resolution = self.report["score_resolution"][fmt] = score_resolution(scores)
-        if fmt.endswith("int8"):
+        if REGISTRY[fmt].quantized:
             agreement = (
                 f"decisions agree with PyTorch on {100 * check['decision_agreement']:.1f} % of "
                 f"{check['crops']} dev crops, max |Δscore| {check['max_abs_score_diff']:.1e}"
@@ -300,99 +316,79 @@ class _Run:
         self.log(f"{' ' * len(fmt)}  {describe_resolution(resolution)}")
         return entry
 
-    def onnx_family(self) -> None:
-        """fp32 ONNX (also the source of ONNX INT8, kept temporary when only INT8 is asked)."""
-        asked = [f for f in ("onnx", "onnx-int8") if f in self.job.formats]
-        named = self.out / FILE_NAMES["onnx"]
-        source = named if "onnx" in asked else self.out / ".fp32-source.onnx.tmp"
-        tmp = self.out / f".{FILE_NAMES['onnx']}.tmp"
-        try:
-            start = time.perf_counter()
-            with conversion("onnx", self.job.meta["model"]):
-                export_onnx(self.job.model, self.job.meta, tmp)
-            seconds = time.perf_counter() - start
-            scores = onnx_scorer(tmp, self.options.threads)(self.job.parity_images)
-            check = parity(self.ref_scores, scores, self.threshold)
-            require_parity(check, named, "ONNX", quantized=False, options=self.options)
-            tmp.replace(source)
-        except Exception as error:  # noqa: BLE001 - recorded per format, the others go on
-            reason = failure_reason(error)
-            if "onnx" in asked:
-                self.fail("onnx", reason)
-            if "onnx-int8" in asked:
-                self.fail("onnx-int8", f"not tried: its fp32 ONNX source failed ({reason})")
-            return
-        if "onnx" in asked:
-            self.record("onnx", source, check, seconds, self.threshold, scores)
-        if "onnx-int8" in asked:
-            self.attempt("onnx-int8", lambda: self.onnx_int8(source))
-
-    def onnx_int8(self, source: Path) -> None:
-        """Static INT8 for ONNX Runtime, with its own dev EER threshold (never test)."""
-        target = self.out / FILE_NAMES["onnx-int8"]
-        tmp = self.out / f".{FILE_NAMES['onnx-int8']}.tmp"
-        calibration = self.job.calibration
-        assert calibration is not None  # prepare_export loads it whenever int8 is asked
-        start = time.perf_counter()
-        with conversion("onnx-int8", self.job.meta["model"]):
-            quantize_int8(source, tmp, calibration, keep_stem_fp32=not self.options.int8_stem)
-        seconds = time.perf_counter() - start
-        scorer = onnx_scorer(tmp, self.options.threads)
-        own = dev_threshold(scorer, self.job.index, self.size, self.job.meta)
-        set_threshold(tmp, own, f"{self.job.meta['threshold_criterion']}, int8 scores")
-        scores = scorer(self.job.parity_images)
-        check = parity(self.ref_scores, scores, self.threshold, own)
-        require_parity(check, target, "INT8", quantized=True, options=self.options)
-        tmp.replace(target)
-        entry = self.record("onnx-int8", target, check, seconds, own, scores)
-        entry["calibration"] = {
-            "split": "train",
-            "crops": len(calibration),
-            "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
-            "stem": "int8" if self.options.int8_stem else "fp32",
-            "head": "fp32",
-        }
-
-    def program(self, fmt: str) -> None:
-        """An ExecuTorch or LiteRT program: convert, check, write its sidecar, then the program."""
+    def export(self, fmt: str) -> None:
+        """Convert, check, write the metadata, then move the files into place (model last)."""
         entry = REGISTRY[fmt]
-        quantized, runtime, export = entry.quantized, entry.runtime, entry.export()
-        target, tmp = self.out / entry.file_name, self.out / f".{entry.file_name}.tmp"
-        meta = self.job.meta
+        target = self.out / entry.file_name
+        try:
+            source = self._source(entry)
+            with tempfile.TemporaryDirectory(dir=self.out, prefix=f".{fmt}-") as tmp:
+                staged = Path(tmp) / entry.file_name
+                checked = self._checked(entry, staged, target, source)
+                files = entry.files_of(staged)
+                for part in files[1:]:  # the sidecar and companion files first
+                    part.replace(self.out / part.name)
+                staged.replace(target)  # last: a model never lacks its metadata or weights
+        except Exception as error:
+            self.sources[fmt] = failure_reason(error)
+            raise
+        self.sources[fmt] = target
+        own, check, seconds, scores, report = checked
+        companions = entry.files_of(target)[2 if entry.sidecar else 1 :]
+        extra = sum(path.stat().st_size for path in companions)
+        self.record(fmt, target, check, seconds, own, scores, extra).update(report)
+
+    def _source(self, entry: Format) -> Path | None:
+        """The checked artifact ``entry`` is converted from (built in scratch if not asked)."""
+        if entry.source is None:
+            return None
+        source = REGISTRY[entry.source]
+        if entry.source not in self.sources:
+            if self._scratch is None:
+                self._scratch = Path(tempfile.mkdtemp(dir=self.out, prefix=".sources-"))
+            staged = self._scratch / source.file_name
+            try:
+                self._checked(source, staged, self.out / source.file_name, None)
+                self.sources[source.name] = staged
+            except Exception as error:  # noqa: BLE001 - becomes this format's reason below
+                self.sources[source.name] = failure_reason(error)
+        found = self.sources[source.name]
+        if isinstance(found, str):
+            raise InputError(f"not tried: its fp32 {source.label} source failed ({found})")
+        return found
+
+    def _checked(
+        self, entry: Format, staged: Path, target: Path, source: Path | None
+    ) -> tuple[float, dict[str, float], float, np.ndarray, dict[str, Any]]:
+        """Convert to ``staged``, check its scores against PyTorch's, write its metadata.
+
+        A quantized format gets its own dev EER threshold, chosen the same way as the
+        checkpoint's (never on test): int8 shifts scores. Returns that threshold, the
+        parity check, the conversion seconds, the parity scores and what the
+        converter reports (e.g. how it calibrated).
+        """
+        meta, quantized = self.job.meta, entry.quantized
+        given = Conversion(
+            self.job.model,
+            meta,
+            calibration=self.job.calibration if quantized else None,
+            source=source,
+            int8_stem=self.options.int8_stem,
+        )
         start = time.perf_counter()
-        with conversion(fmt, meta["model"]):
-            export(self.job.model, meta, tmp, self.job.calibration if quantized else None)
+        with conversion(entry.name, meta["model"]):
+            report = entry.convert(given, staged) or {}
         seconds = time.perf_counter() - start
-        scorer = entry.scorer(tmp, self.options.threads)
-        # int8 shifts scores: its own dev EER threshold, chosen the same way (never on test).
+        scorer = entry.scorer(staged, self.options.threads)
         own = (
             dev_threshold(scorer, self.job.index, self.size, meta) if quantized else self.threshold
         )
         scores = scorer(self.job.parity_images)
         check = parity(self.ref_scores, scores, self.threshold, own)
-        require_parity(check, target, "INT8" if quantized else runtime, quantized, self.options)
+        require_parity(check, target, "INT8" if quantized else entry.label, quantized, self.options)
         criterion = meta["threshold_criterion"] + (", int8 scores" if quantized else "")
-        pte.write_sidecar(target, meta, own, criterion, entry.sidecar_format())
-        tmp.replace(target)  # after the sidecar: a program never lacks it
-        self.record(fmt, target, check, seconds, own, scores)
-
-    def ncnn(self) -> None:
-        """Convert in a scratch folder, check parity there, then move the pair into place."""
-        target = self.out / FILE_NAMES["ncnn"]
-        with tempfile.TemporaryDirectory(dir=self.out, prefix=".ncnn-") as tmp:
-            param = Path(tmp) / target.name
-            start = time.perf_counter()
-            with conversion("ncnn", self.job.meta["model"]):
-                ncnn.export_ncnn(self.job.model, self.job.meta, param)
-            seconds = time.perf_counter() - start
-            scores = ncnn.ncnn_scorer(param, self.options.threads)(self.job.parity_images)
-            check = parity(self.ref_scores, scores, self.threshold)
-            require_parity(check, target, "ncnn", quantized=False, options=self.options)
-            ncnn.sidecar(target, self.job.meta, self.threshold)
-            ncnn.bin_path(param).replace(ncnn.bin_path(target))
-            param.replace(target)  # last: the model exists once its .param does
-        weights = ncnn.bin_path(target).stat().st_size
-        self.record("ncnn", target, check, seconds, self.threshold, scores, weights)
+        entry.write_metadata(staged, meta | {"threshold": own, "threshold_criterion": criterion})
+        return own, check, seconds, scores, report
 
     def measure(self) -> None:
         """Accuracy per runtime at its embedded threshold, and interleaved batch-1 latency."""
@@ -434,8 +430,14 @@ class _Run:
             "method": "interleaved in one process, after warm-up",
             "runtimes": {name: t.as_dict() for name, t in timings.items()},
         }
-        if "onnx-int8" in timings and "onnx" in timings:
-            ratio = timings["onnx-int8"].median_ms / timings["onnx"].median_ms
+        pairs = [
+            (fmt, entry.source)
+            for fmt, entry in REGISTRY.items()
+            if fmt in timings and entry.quantized and entry.source in timings
+        ]
+        if pairs:  # an int8 artifact converted from a timed fp32 one (ONNX INT8 from ONNX)
+            int8, fp32 = pairs[0]
+            ratio = timings[int8].median_ms / timings[fp32].median_ms
             report["latency"]["int8_vs_fp32"] = ratio
             if ratio > 1:
                 cpu = report["machine"]["cpu"]
@@ -459,14 +461,3 @@ class _Run:
                 f"{name:11s} median {t.median_ms:.3f} ms  "
                 f"ACER {100 * test['acer']:.2f} %  AUC {test['auc']:.4f}"
             )
-
-
-def set_threshold(path: Path, threshold: float, criterion: str) -> None:
-    """Replace the threshold an exported ONNX model carries."""
-    import onnx
-
-    proto = onnx.load(str(path))
-    add_metadata(
-        proto, {"threshold": json.dumps(threshold), "threshold_criterion": json.dumps(criterion)}
-    )
-    onnx.save(proto, str(path))

@@ -8,7 +8,6 @@ scores one face at a time); the scorer here loops over larger batches.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable
@@ -20,9 +19,9 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
-from fasdistill.export import pt2e
-from fasdistill.export.onnx import ScoredModel, onnx_metadata
-from fasdistill.utils.atomic import atomic_write_json
+from fasdistill.export import pt2e, sidecar
+from fasdistill.export.formats import Conversion
+from fasdistill.export.onnx import ScoredModel
 
 EXTRA = "pip install 'fasdistill[mobile]'"
 SIDECAR_FORMAT = "fasdistill-pte/1"
@@ -92,12 +91,49 @@ def write_sidecar(
     kind: str = SIDECAR_FORMAT,
 ) -> Path:
     """``<file>.json``: the metadata an ONNX export carries, decoded, with its threshold."""
-    encoded = onnx_metadata(meta)
-    del encoded["fasdistill_format"]  # the only value not JSON-encoded
-    props = {"fasdistill_format": kind, "program": path.name}
-    props |= {key: json.loads(value) for key, value in encoded.items()}
-    props |= {"threshold": threshold, "threshold_criterion": criterion}
-    return atomic_write_json(path.with_name(path.name + ".json"), props)
+    return sidecar.write(
+        path, meta | {"threshold": threshold, "threshold_criterion": criterion}, kind
+    )
+
+
+def convert(conversion: Conversion, path: Path) -> None:
+    """The registry's converter: fp32, or int8 when the conversion carries calibration crops."""
+    export_pte(conversion.model, conversion.meta, path, conversion.calibration)
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    return sidecar.read(path, SIDECAR_FORMAT)
+
+
+def write_metadata(path: Path, meta: dict[str, Any]) -> None:
+    sidecar.write(path, meta, SIDECAR_FORMAT)
+
+
+class PteRunner:
+    """Every output of a ``.pte`` program's ``forward`` (the registry's runner)."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from executorch.runtime import Runtime
+
+        if threads:
+            _unsafe_reset_threadpool(threads)
+        try:
+            self.method = Runtime.get().load_program(Path(path)).load_method("forward")
+        except (RuntimeError, ValueError) as exc:
+            raise InputError(f"{path}: ExecuTorch cannot load the program ({exc})") from None
+        metadata = self.method.metadata
+        self.input_count = metadata.num_inputs()
+        self.input_shape = list(metadata.input_tensor_meta(0).sizes())
+        self.output_names = [f"output_{i}" for i in range(metadata.num_outputs())]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        images = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        return [np.asarray(o) for o in self.method.execute([images])]
+
+
+def open_runner(path: Path, threads: int | None = None) -> PteRunner:
+    return PteRunner(path, threads)
 
 
 def pte_scorer(path: str | os.PathLike[str], threads: int) -> Callable[[np.ndarray], np.ndarray]:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from fasdistill.errors import InputError
+from fasdistill.export.formats import Conversion
 from fasdistill.export.onnx import INPUT_NAME, OUTPUT_NAMES, add_metadata
 
 # Where the backbone ends, walking back from the score: a convolution stays quantized;
@@ -143,3 +144,23 @@ def quantize_int8(
     add_metadata(proto, props | {"quantization": note})
     onnx.save(proto, str(int8_path))
     return int8_path
+
+
+def convert(conversion: Conversion, path: Path) -> dict[str, Any]:
+    """The registry's converter: static INT8 of the checked fp32 ONNX (``conversion.source``).
+
+    Returns how it was calibrated, for ``export.json``.
+    """
+    if conversion.source is None or conversion.calibration is None:
+        raise ValueError("ONNX INT8 needs its fp32 ONNX source and calibration crops")
+    stem = "int8" if conversion.int8_stem else "fp32"
+    quantize_int8(conversion.source, path, conversion.calibration, keep_stem_fp32=stem == "fp32")
+    return {
+        "calibration": {
+            "split": "train",
+            "crops": len(conversion.calibration),
+            "method": "minmax, QDQ, per-channel int8 weights, uint8 activations",
+            "stem": stem,
+            "head": "fp32",
+        }
+    }

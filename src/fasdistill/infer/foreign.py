@@ -38,6 +38,7 @@ from pydantic import Field, ValidationError
 from fasdistill.config import TeacherSpec, _format_errors
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD
 from fasdistill.errors import InputError
+from fasdistill.export.formats import Format
 from fasdistill.export.onnx import METADATA_FORMAT, metadata_props
 
 BINARY = ("bonafide", "attack")
@@ -121,16 +122,22 @@ def foreign_spec(path: Path) -> tuple[TeacherSpec, str]:
     raise InputError(no_sidecar_message(path))
 
 
-def no_sidecar_message(path: Path) -> str:
-    return (
-        f"{path}: an ONNX model without fasdistill metadata needs a sidecar "
-        f"{path.name}.yaml stating input_size, colour_order, mean, std, crop_scale and output"
+def no_sidecar_message(path: Path, entry: Format | None = None) -> str:
+    """What a model file without our metadata lacks: our sidecar, or a YAML one."""
+    yaml_sidecar = (
+        f"a sidecar {path.name}.yaml stating input_size, colour_order, mean, std, crop_scale "
+        "and output"
     )
+    if entry is not None and entry.sidecar:
+        json_sidecar = path.with_name(path.name + ".json").name
+        return (
+            f"{path}: its metadata sidecar {json_sidecar} is missing (a model from elsewhere "
+            f"needs {yaml_sidecar})"
+        )
+    return f"{path}: a model without fasdistill metadata needs {yaml_sidecar}"
 
 
-def foreign_meta(
-    path: Path, spec: SidecarSpec, sidecar: Path, input_shape: list[int | str]
-) -> dict[str, Any]:
+def foreign_meta(path: Path, spec: SidecarSpec, sidecar: Path) -> dict[str, Any]:
     """The metadata prediction and calibration need, for a model described by ``sidecar``.
 
     ``colour_order``, ``mean`` and ``std`` are those of the scorer's input (the crop
@@ -143,6 +150,7 @@ def foreign_meta(
         )
     size = spec.input_size
     if size is None:
+        input_shape = _onnx_input_shape(path)
         static = [d for d in input_shape[2:] if isinstance(d, int) and d > 0]
         if len(static) != 2 or static[0] != static[1]:
             raise InputError(
@@ -171,7 +179,16 @@ def foreign_meta(
         "threshold_criterion": spec.threshold_criterion,
         "threshold_level": spec.threshold_level,
         "sidecar": str(sidecar),
+        "format": "onnx",
     }
+
+
+def _onnx_input_shape(path: Path) -> list[int | str]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
 
 
 def foreign_scorer(

@@ -14,7 +14,6 @@ directory, an empty file, bytes that are not ONNX (or are a PyTorch checkpoint).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -26,11 +25,8 @@ from typing import Any
 import numpy as np
 
 from fasdistill.errors import InputError
-from fasdistill.export.formats import REGISTRY, SIDECAR_SUFFIXES
-from fasdistill.export.onnx import META_KEYS, METADATA_FORMAT, OPTIONAL_META_KEYS
+from fasdistill.export.formats import REGISTRY, SIDECAR_SUFFIXES, SUFFIXES, Format, format_of_suffix
 from fasdistill.infer import foreign
-from fasdistill.utils.sniff import model_format
-from fasdistill.utils.text import first_line
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 SIDECAR_KINDS = SIDECAR_SUFFIXES  # artifact suffix -> format whose metadata is a sidecar
@@ -41,8 +37,18 @@ class ModelFile:
     """A model file and its decoded metadata; ``kind`` names the runtime it runs in."""
 
     path: Path
-    kind: str  # pytorch | onnx | pte | tflite | ncnn | foreign (ONNX + YAML sidecar)
-    meta: dict[str, Any]
+    kind: str  # "pytorch", a registered format's name, or "foreign" (any format + YAML sidecar)
+    meta: dict[str, Any]  # a foreign model's also names its ``format``
+
+    @property
+    def format(self) -> Format:
+        """The registry entry of the runtime it runs in (not for a PyTorch checkpoint)."""
+        return REGISTRY[self.meta["format"] if self.kind == "foreign" else self.kind]
+
+    @property
+    def thread_safe(self) -> bool:
+        """Whether one loaded model may score from several threads at once."""
+        return self.kind == "pytorch" or (self.kind != "foreign" and self.format.thread_safe)
 
     @property
     def threshold(self) -> float:
@@ -65,18 +71,18 @@ class ModelFile:
             return torch_scorer(model)
         if self.kind == "foreign":
             return foreign.foreign_scorer(self.path, tuple(self.meta["classes"]), threads)
-        if not REGISTRY[self.kind].available():
-            extra = REGISTRY[self.kind].extra
-            raise InputError(f"{self.path}: its runtime is not installed ({extra})")
+        if not self.format.available():
+            raise InputError(f"{self.path}: its runtime is not installed ({self.format.extra})")
         return runtime_scorer(self.kind, self.path, threads)
 
 
-def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
 def open_model(path: str | os.PathLike[str]) -> ModelFile:
-    """Read a model file's metadata (the model itself loads when it is first scored)."""
+    """Read a model file's metadata (the model itself loads when it is first scored).
+
+    The format comes from the suffix (:mod:`fasdistill.export.formats`); its entry
+    reads the metadata our exports carry. A file without it is a model from
+    elsewhere, described by a YAML sidecar (:mod:`fasdistill.infer.foreign`).
+    """
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a model file")
@@ -84,68 +90,28 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
         raise InputError(f"{path}: model file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: is empty (0 bytes), not a model file")
-    suffix = path.suffix.lower()
-    if suffix == ".pt":
+    if path.suffix.lower() == ".pt":
         from fasdistill.engine.checkpoint import load_deployable_state
 
         meta = dict(load_deployable_state(path)["meta"])
         return ModelFile(path, "pytorch", meta)
-    if suffix == ".onnx":
-        return _open_onnx(path)
-    if suffix in SIDECAR_KINDS:
-        kind = SIDECAR_KINDS[suffix]
-        sidecar = sidecar_path(path)
-        try:
-            data = json.loads(sidecar.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: its metadata sidecar {sidecar.name} is missing") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{sidecar}: not a readable JSON sidecar ({exc})") from None
-        expected = REGISTRY[kind].sidecar_format()
-        if not isinstance(data, dict) or data.get("fasdistill_format") != expected:
-            found = data.get("fasdistill_format") if isinstance(data, dict) else None
-            raise InputError(f"{sidecar}: fasdistill_format is {found!r}, expected {expected!r}")
-        missing = [k for k in META_KEYS if k not in data]
-        if missing:
-            raise InputError(f"{sidecar}: missing keys {missing}")
-        keys = META_KEYS + tuple(k for k in OPTIONAL_META_KEYS if k in data)
-        return ModelFile(path, kind, {k: data[k] for k in keys})
-    raise InputError(
-        f"{path}: unknown model format {suffix!r}; expected .pt, .onnx, .pte, .tflite or "
-        ".param (ncnn)"
-    )
+    entry = format_of_suffix(path)
+    if entry is None:
+        known = ", ".join([".pt", *(f"{s} ({n})" for s, n in SUFFIXES.items())])
+        raise InputError(f"{path}: unknown model format {path.suffix.lower()!r}; expected {known}")
+    meta = entry.read_metadata(path)
+    if meta is not None:
+        return ModelFile(path, entry.name, meta)
+    return _open_foreign(path, entry)
 
 
-def _open_onnx(path: Path) -> ModelFile:
-    """Our export (metadata inside) or a third-party model described by a YAML sidecar."""
-    import onnx
-
-    if model_format(path) == "pytorch":
-        raise InputError(
-            f"{path}: is not a valid ONNX file: it looks like a PyTorch checkpoint; "
-            "rename it to .pt"
-        )
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf raises several types
-        reason = first_line(exc)
-        raise InputError(
-            f"{path}: is not a valid ONNX file (truncated or corrupt: {reason})"
-        ) from None
-    if not proto.graph.node or not proto.graph.input or not proto.graph.output:
-        raise InputError(f"{path}: is not a valid ONNX file (no graph: truncated or not ONNX)")
-    props = {p.key: p.value for p in proto.metadata_props}
-    if props.get("fasdistill_format") == METADATA_FORMAT:
-        from fasdistill.export.onnx import read_onnx_metadata
-
-        return ModelFile(path, "onnx", read_onnx_metadata(path))
+def _open_foreign(path: Path, entry: Format) -> ModelFile:
+    """A third-party model described by a YAML sidecar."""
     sidecar = foreign.sidecar_for(path)
     if sidecar is None:
-        raise InputError(foreign.no_sidecar_message(path))
+        raise InputError(foreign.no_sidecar_message(path, entry))
     spec = foreign.read_sidecar(path, sidecar)
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
-    return ModelFile(path, "foreign", foreign.foreign_meta(path, spec, sidecar, shape))
+    return ModelFile(path, "foreign", foreign.foreign_meta(path, spec, sidecar))
 
 
 def write_with_threshold(
@@ -179,26 +145,25 @@ def write_with_threshold(
             state = load_deployable_state(model.path)
             state["meta"] = state["meta"] | new
             save_checkpoint(staged, state)
-        elif model.kind == "onnx":
-            import onnx
-
-            from fasdistill.export.onnx import add_metadata
-
-            proto = onnx.load(str(model.path))
-            add_metadata(proto, {key: json.dumps(value) for key, value in new.items()})
-            onnx.save(proto, str(staged))
-        elif model.kind == "foreign":
-            shutil.copyfile(model.path, staged)
+            staged.replace(out)
+            return out
+        entry = model.format
+        originals = entry.files_of(model.path)
+        copies = entry.files_of(staged)
+        if model.kind == "foreign":  # the program as it is; the threshold goes in its YAML
+            for original, copy in zip(originals, copies, strict=True):
+                if original.exists() and copy.suffix != ".json":
+                    shutil.copyfile(original, copy)
             sidecar = staged.with_name(staged.name + ".yaml")
             foreign.write_calibrated_sidecar(Path(model.meta["sidecar"]), sidecar, new)
-            sidecar.replace(out.with_name(out.name + ".yaml"))
+            copies = [*(c for c in copies if c.exists()), sidecar]
         else:
             shutil.copyfile(model.path, staged)
-            if model.kind == "ncnn":
-                shutil.copyfile(model.path.with_suffix(".bin"), staged.with_suffix(".bin"))
-                staged.with_suffix(".bin").replace(out.with_suffix(".bin"))
-            data = json.loads(sidecar_path(model.path).read_text()) | new | {"program": out.name}
-            sidecar_path(staged).write_text(json.dumps(data, indent=2) + "\n")
-            sidecar_path(staged).replace(sidecar_path(out))
+            for original, copy in zip(originals[1:], copies[1:], strict=True):
+                if copy.suffix != ".json":  # the sidecar is written from the new metadata
+                    shutil.copyfile(original, copy)
+            entry.write_metadata(staged, model.meta | new)
+        for copy in copies[1:]:  # metadata and weights first, the model file last
+            copy.replace(out.parent / copy.name)
         staged.replace(out)
     return out

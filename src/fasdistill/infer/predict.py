@@ -50,7 +50,6 @@ FAILURES = (
     "low_quality",
 )
 STATUSES = DECISIONS + FAILURES
-THREAD_SAFE_RUNTIMES = ("onnx", "pytorch")  # ONNX Runtime sessions and eval-mode torch
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ class Predictor:
         self.detector_name = self.options.detector or meta.get("detector") or "yunet"
         get_detector(self.detector_name)  # fail now if it cannot load here
         self._score = model.scorer(self.options.threads)
-        self._lock = None if model.kind in THREAD_SAFE_RUNTIMES else threading.Lock()
+        self._lock = None if model.thread_safe else threading.Lock()
         self._local = threading.local()
 
     @classmethod

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fasdistill.errors import InputError
-from fasdistill.export.formats import FORMATS
+from fasdistill.export.formats import DEFAULT_FORMATS, FORMATS
 from fasdistill.metrics.bootstrap import check_resamples
 from fasdistill.swap.power import DeviceProfile
 
 # Every export format, PyTorch eager on the CPU, and PyTorch eager on the current GPU
 # (energy from NVML).
 RUNTIMES = (*FORMATS, "pytorch", "pytorch-cuda")
-DEFAULT_RUNTIMES = ("onnx", "onnx-int8", "pytorch")  # the first is the headline runtime
+DEFAULT_RUNTIMES = (*DEFAULT_FORMATS, "pytorch")  # the first is the headline runtime
 AXES = ("speed", "weight", "accuracy", "power")
 
 
