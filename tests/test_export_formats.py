@@ -60,3 +60,23 @@ def test_scoring_goes_through_the_registry(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(ncnn, "ncnn_scorer", lambda path, threads: seen.append((path, threads)))
     scoring.runtime_scorer("ncnn", tmp_path / "m.param", 3)
     assert seen == [(tmp_path / "m.param", 3)]
+
+
+def test_no_module_outside_the_registry_decides_by_a_format_name() -> None:
+    """Format names appear in export/formats.py only: every decision reads an entry."""
+    import re
+
+    src = Path(formats.__file__).resolve().parents[1]
+    names = "|".join(re.escape(name) for name in FORMATS)
+    compared = re.compile(
+        rf"""(==|!=|\bin)\s*\(?["'](?:{names})["']|["'](?:{names})["']\s*(==|in\b)"""
+    )
+    found = [
+        f"{path.relative_to(src)}:{number}: {line.strip()}"
+        for path in sorted(src.rglob("*.py"))
+        # checkpoint.py compares what a file's bytes are (utils.sniff), not a format
+        if path.name not in ("formats.py", "checkpoint.py") and "study" not in path.parts
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if compared.search(line)
+    ]
+    assert found == []

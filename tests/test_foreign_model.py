@@ -151,7 +151,7 @@ def test_swap_reads_sidecars_with_the_same_code(tmp_path: Path) -> None:
 def test_a_foreign_model_runs_on_the_threads_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fasdistill.distill.teacher as teacher
+    import fasdistill.utils.ort as ort
     from fasdistill.utils.ort import open_session
 
     asked: list[int | None] = []
@@ -160,7 +160,7 @@ def test_a_foreign_model_runs_on_the_threads_asked_for(
         asked.append(threads)
         return open_session(path, threads)
 
-    monkeypatch.setattr(teacher, "open_session", recording)
+    monkeypatch.setattr(ort, "open_session", recording)
     model = open_model(write_vendor_model(tmp_path))
     score = model.scorer(threads=3)
     assert asked == [3]

@@ -99,12 +99,14 @@ class TrainConfig(_Section):
 
 
 class TeacherSpec(_Section):
-    """A frozen teacher: a fasdistill ``best.pt``, or a third-party ONNX model.
+    """A frozen teacher: a fasdistill ``best.pt``, or a model from elsewhere.
 
-    A checkpoint of ours carries its own preprocessing. An ONNX model's must be
-    stated: its input side, colour order, mean/std (on pixels scaled to [0, 1]), the
-    crop scale it was trained on, and what its output means: class ``logits``, a live
-    ``probability``, or a pixel/depth ``map`` whose mean is the live score.
+    A checkpoint of ours carries its own preprocessing. A third-party model's (in any
+    registered format: ONNX, LiteRT, ExecuTorch, ncnn) must be stated: its input side,
+    colour order, mean/std (on pixels scaled to [0, 1]), the crop scale it was trained
+    on, and what its output means: class ``logits``, a live ``probability``, a
+    pixel/depth ``map`` whose mean is the live score, or a ``score`` function of the
+    user's own that combines several outputs.
     """
 
     path: str
@@ -115,9 +117,13 @@ class TeacherSpec(_Section):
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     crop_scale: float | None = Field(None, gt=0.0)
     output: Literal["logits", "probability", "map"] = "logits"
-    output_name: str | None = None  # which ONNX output (default: the first)
+    output_name: str | None = None  # which output, by name (default: the first)
+    output_index: int | None = Field(None, ge=0)  # which output, by position
     live_index: int = Field(0, ge=0)  # class index of bona fide in logits/probabilities
     classes: list[str] | None = None  # logits: class names (bonafide first after reorder)
+    format: str | None = None  # a registered export format; default: from the file suffix
+    lower_is_live: bool = False  # probability/map/score is P(attack): 1 - it is P(bona fide)
+    score: str | None = None  # "module:function" of the output list -> P(bona fide) per image
 
     @field_validator("std")
     @classmethod

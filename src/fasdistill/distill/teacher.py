@@ -1,17 +1,19 @@
-"""Frozen teachers: a fasdistill checkpoint, or a third-party ONNX model.
+"""Frozen teachers: a fasdistill checkpoint, or a model from elsewhere in any export format.
 
 A teacher takes the *student's* input batch (normalised as the crop loader
 normalises it, at the student's input size) and returns float32 ``logits`` (class
 0 = bona fide) and, where it has one, a bona fide ``pixel`` map of
 probabilities. It brings that batch to its own preprocessing first: its input
-size (resized here) and, for ONNX models, its colour order and mean/std. What
+size (resized here) and, for models from elsewhere (ONNX, LiteRT, ExecuTorch or
+ncnn, run by the export-format registry's runner), its colour order and mean/std. What
 cannot be converted is refused before training: other classes, another crop
 scale, or (for our checkpoints) another normalisation.
 
 Every teacher is run once as it loads, on a dummy batch at the student's input
 size (:func:`fasdistill.distill.batches.probe_batch`), and its output is checked
 against its description (input size, output kind, columns, ``classes``,
-``live_index``, probability range, map shape, finite values): a mistake is one
+``live_index``, ``output_index``, probability range, map shape, a ``score``
+function's result, finite values): a mistake is one
 :class:`InputError` naming the field, before any run directory is written, not a
 traceback at the first training step.
 
@@ -43,15 +45,16 @@ from fasdistill.distill.batches import (
     probe_batch,
     resize_batch,
 )
+from fasdistill.distill.user_score import checked_score, load_score_function
 from fasdistill.engine.checkpoint import load_deployable_state
 from fasdistill.errors import InputError
+from fasdistill.export.formats import format_for
 from fasdistill.models import FASModel, build_model
 from fasdistill.utils.hashing import sha256_file
-from fasdistill.utils.ort import open_session
 from fasdistill.utils.text import one_line
 
 BINARY = ("bonafide", "attack")
-ONNX_ONLY_FIELDS = tuple(sorted(set(TeacherSpec.model_fields) - {"path", "bn_train"}))
+FOREIGN_ONLY_FIELDS = tuple(sorted(set(TeacherSpec.model_fields) - {"path", "bn_train"}))
 
 
 class Teacher(abc.ABC):
@@ -59,14 +62,14 @@ class Teacher(abc.ABC):
 
     path: Path
     where: str  # how errors name this teacher: a recipe key or a sidecar file
-    kind: str  # "fasdistill" or "onnx"
+    kind: str  # "fasdistill", or the registered format a model from elsewhere runs in
     classes: tuple[str, ...]
     input_size: int
     has_pixel: bool
 
     @property
     def module(self) -> nn.Module | None:
-        """The torch network (for feature hooks), or None when it has none (ONNX)."""
+        """The torch network (for feature hooks); None for a model from elsewhere."""
         return None
 
     @abc.abstractmethod
@@ -190,24 +193,28 @@ class TorchTeacher(Teacher):
         return result
 
 
-class OnnxTeacher(Teacher):
-    """A third-party ONNX model run with ONNX Runtime, with its stated preprocessing.
+class ForeignTeacher(Teacher):
+    """A model from elsewhere, in any registered format, with its stated preprocessing.
 
-    ``output`` says what the chosen output means: class ``logits`` (``classes``
-    names them; without names a two-column output is read as live/attack with the
-    live column at ``live_index``), a live ``probability`` (one column, or the
-    ``live_index`` column), or a pixel/depth ``map`` whose mean is the live score.
-    Probabilities and maps become two-class logits ``[log p, log(1 - p)]``.
+    The runtime comes from the export-format registry (``format``, default: the
+    file's suffix). ``output`` says what the chosen output (``output_name`` or
+    ``output_index``; default the first) means: class ``logits`` (``classes`` names
+    them; without names a two-column output is read as live/attack with the live
+    column at ``live_index``), a live ``probability`` (one column, or the
+    ``live_index`` column of a softmax), or a pixel/depth ``map`` whose mean is the
+    live score. ``lower_is_live`` flips a probability or map that is P(attack).
+    ``score: module:function`` instead names a function of the user's own that takes
+    every output (numpy arrays) and returns P(bona fide) per image, for models whose
+    score combines outputs. Probabilities and maps become two-class logits
+    ``[log p, log(1 - p)]``.
 
     Constructing one checks the model's input against ``input_size`` and runs it
     once on :func:`probe_batch` at ``probe_size`` (default: its own input size):
     every field the output contradicts is an :class:`InputError` that starts with
     ``where`` (a recipe key such as ``distill.teacher[0]``, or a sidecar file) and
-    names the field. Any later ONNX Runtime failure is an :class:`InputError`
-    naming the model file.
+    names the field. Any later runtime failure is an :class:`InputError` naming the
+    model file.
     """
-
-    kind = "onnx"
 
     def __init__(
         self,
@@ -221,21 +228,17 @@ class OnnxTeacher(Teacher):
         self.path = path
         self.spec = spec
         self.where = where or str(path)
-        self.session = open_session(path, threads)  # None: ORT chooses (training)
-        import onnxruntime  # present: open_session needs it
-
-        # A failed run raises ORT's message, which _run puts in its one error line:
-        # ORT's own copy of it on stderr is silenced.
-        self._run_options = onnxruntime.RunOptions()
-        self._run_options.log_severity_level = 4
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
+        self.format = format_for(path, spec.format, self.where)
+        self.kind = self.format.name
+        self._check_fields()
+        self.score_function = load_score_function(spec.score, self.where) if spec.score else None
+        self.runner = self.format.open_runner(path, threads)  # None: the runtime chooses
+        if self.runner.input_count != 1:
             raise InputError(
-                f"{self.where}: {path.name} has {len(inputs)} inputs; a teacher takes one "
-                "image batch"
+                f"{self.where}: {path.name} has {self.runner.input_count} inputs; a teacher "
+                "takes one image batch"
             )
-        self.input_name = inputs[0].name
-        shape = self.input_shape = list(inputs[0].shape)
+        shape = self.input_shape = list(self.runner.input_shape)
         if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
             raise InputError(
                 f"{self.where}: {path.name} takes inputs of shape {shape}; a teacher takes "
@@ -248,22 +251,32 @@ class OnnxTeacher(Teacher):
                 "it with a dynamic batch (or a batch of 1)"
             )
         self.input_size = self._input_size(shape)
-        names = [o.name for o in self.session.get_outputs()]
+        names = self.runner.output_names
         if spec.output_name is not None and spec.output_name not in names:
             raise InputError(
                 f"{self.where}: output_name: {path.name} has no output {spec.output_name!r}; "
                 f"its outputs are {names}"
             )
-        self.output_name = spec.output_name or names[0]
-        self.has_pixel = spec.output == "map"
+        if spec.output_index is not None and spec.output_index >= len(names):
+            raise InputError(
+                f"{self.where}: output_index: {spec.output_index}, but {path.name} has "
+                f"{len(names)} output(s) {names} (counted from 0)"
+            )
+        if spec.output_name is not None:
+            self.output_index = names.index(spec.output_name)
+        else:
+            self.output_index = spec.output_index or 0
+        self.output_name = names[self.output_index]
+        self.has_pixel = spec.output == "map" and self.score_function is None
         self._ours = (channels(MEAN), channels(STD))
         self._theirs = (channels(spec.mean), channels(spec.std))
         # The probe: run once, check the raw output against the description, then
         # map class names to the data's, and check the converted outputs too.
         batch = probe_batch(probe_size or self.input_size)
-        raw = self._run(self._preprocess(batch))
-        self._check_raw(raw, PROBE_BATCH)
-        if spec.output == "logits" and spec.classes is not None:
+        raw = self.run_outputs(self._preprocess(batch))
+        if self.score_function is None:
+            self._check_raw(raw[self.output_index], PROBE_BATCH)
+        if spec.output == "logits" and spec.classes is not None and self.score_function is None:
             if sorted(spec.classes) != sorted(data_classes):
                 raise InputError(
                     f"{self.where}: classes: {list(spec.classes)} differ from the data's "
@@ -276,6 +289,27 @@ class OnnxTeacher(Teacher):
             self.order = None
             self.classes = BINARY
         self._check_outputs(self._convert(raw, PROBE_BATCH), PROBE_BATCH)
+
+    def _check_fields(self) -> None:
+        """Fields that contradict each other, before the model is loaded."""
+        spec, stated = self.spec, self.spec.model_fields_set
+        if spec.output_name is not None and spec.output_index is not None:
+            raise InputError(
+                f"{self.where}: output_index: give output_name or output_index, not both"
+            )
+        if spec.score is not None:
+            chooses = ("output", "output_name", "output_index", "live_index", "classes")
+            clash = [name for name in chooses if name in stated]
+            if clash:
+                raise InputError(
+                    f"{self.where}: {clash[0]}: score: {spec.score} takes every output and "
+                    f"returns P(bona fide); leave {clash[0]} out"
+                )
+        elif spec.lower_is_live and spec.output == "logits":
+            raise InputError(
+                f"{self.where}: lower_is_live: applies to probability, map and score outputs; "
+                "for logits state live_index (the bona fide column)"
+            )
 
     # ------------------------------------------------------------------ checks
 
@@ -321,7 +355,8 @@ class OnnxTeacher(Teacher):
             )
         per_image = shape[1:]
         if spec.output == "map":
-            if not (len(per_image) == 2 or (len(per_image) == 3 and per_image[0] == 1)):
+            one_map = len(per_image) == 3 and 1 in (per_image[0], per_image[-1])
+            if not (len(per_image) == 2 or one_map):
                 raise InputError(
                     f"{self.where}: output: map, but {what} has shape {shape}, not one 2-D map "
                     "per image; name a one-map output (output_name), or state output: logits "
@@ -380,27 +415,30 @@ class OnnxTeacher(Teacher):
         their_mean, their_std = self._theirs
         return ((pixels - their_mean) / their_std).numpy().astype(np.float32)
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        """The chosen output for a batch; an ONNX Runtime failure names the file."""
+    def run_outputs(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output for a batch in the model's own preprocessing; a runtime failure
+        names the file."""
         try:
-            run, names, options = self.session.run, [self.output_name], self._run_options
             if self.fixed_batch is None:
-                return np.asarray(run(names, {self.input_name: x}, options)[0])
-            parts = [
-                run(names, {self.input_name: x[i : i + 1]}, options)[0] for i in range(x.shape[0])
-            ]
-            return np.concatenate(parts, axis=0)
-        except Exception as error:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
+                return self.runner.run(x)
+            parts = [self.runner.run(x[i : i + 1]) for i in range(x.shape[0])]
+            return [np.concatenate(outputs, axis=0) for outputs in zip(*parts, strict=True)]
+        except Exception as error:  # noqa: BLE001 - runtimes raise several unrelated types
             raise InputError(
-                f"{self.where}: ONNX Runtime cannot run {self.path} on {x.shape[0]} images of "
-                f"{x.shape[-2]}x{x.shape[-1]} px (its input: {self.input_shape}; check "
-                f"input_size): {one_line(error)}"
+                f"{self.where}: {self.format.runtime} cannot run {self.path} on {x.shape[0]} "
+                f"images of {x.shape[-2]}x{x.shape[-1]} px (its input: {self.input_shape}; "
+                f"check input_size): {one_line(error)}"
             ) from None
 
-    def _convert(self, raw: np.ndarray, n: int) -> dict[str, Tensor]:
-        """The checked raw output as two-class (or reordered class) logits and a map."""
-        values = torch.from_numpy(np.asarray(raw, np.float32))
+    def _convert(self, raw: list[np.ndarray], n: int) -> dict[str, Tensor]:
+        """The checked raw outputs as two-class (or reordered class) logits and a map."""
         spec = self.spec
+        if self.score_function is not None:
+            p = checked_score(self.score_function, raw, n, spec.score or "", self.where)
+            if spec.lower_is_live:
+                p = 1.0 - p
+            return {"logits": binary_logits_from_probability(torch.from_numpy(p))}
+        values = torch.from_numpy(np.asarray(raw[self.output_index], np.float32))
         if spec.output == "logits":
             logits = values.reshape(n, -1)
             if self.order is not None:
@@ -408,16 +446,25 @@ class OnnxTeacher(Teacher):
             return {"logits": logits[:, [spec.live_index, 1 - spec.live_index]]}
         if spec.output == "probability":
             p = values.reshape(n, -1)
-            column = 0 if p.shape[1] == 1 else spec.live_index
-            return {"logits": binary_logits_from_probability(p[:, column])}
+            p = p[:, 0 if p.shape[1] == 1 else spec.live_index]
+            if spec.lower_is_live:
+                p = 1.0 - p
+            return {"logits": binary_logits_from_probability(p)}
+        if values.dim() == 4 and values.shape[-1] == 1 and values.shape[1] != 1:
+            values = values.permute(0, 3, 1, 2)  # an NHWC map (N, H, W, 1)
         maps = values.reshape(n, 1, *values.shape[-2:]).clamp(0.0, 1.0)
+        if spec.lower_is_live:
+            maps = 1.0 - maps
         return {"logits": binary_logits_from_probability(maps.mean(dim=(1, 2, 3))), "pixel": maps}
 
     @torch.no_grad()
     def outputs(self, images: Tensor) -> dict[str, Tensor]:
-        raw = self._run(self._preprocess(images))
+        raw = self.run_outputs(self._preprocess(images))
         converted = self._convert(raw, images.shape[0])
         return {k: v.to(images.device) for k, v in converted.items()}
+
+
+OnnxTeacher = ForeignTeacher  # its name when it ran ONNX models only
 
 
 def load_teacher(
@@ -436,9 +483,11 @@ def load_teacher(
     path = Path(spec.path)
     if not path.is_file():
         raise InputError(f"{where}: teacher file {path} not found")
-    if path.suffix.lower() == ".onnx":
+    if path.suffix.lower() != ".pt":  # a model from elsewhere, in a registered format
         if spec.bn_train:
-            raise InputError(f"{where}: bn_train applies to fasdistill checkpoints, not ONNX")
+            raise InputError(
+                f"{where}: bn_train applies to fasdistill checkpoints, not {path.name}"
+            )
         if spec.crop_scale is None:
             raise InputError(
                 f"{where}: crop_scale: not stated; state the crop scale {path.name} was trained "
@@ -449,11 +498,12 @@ def load_teacher(
                 f"{where}: crop_scale: {path.name} expects crops at scale {spec.crop_scale}, "
                 f"the data's are at {crop_scale}; prepare crops at {spec.crop_scale}"
             )
-        return OnnxTeacher(spec, path, data_classes, where=where, probe_size=input_size)
-    stated = sorted(set(ONNX_ONLY_FIELDS) & spec.model_fields_set)
+        return ForeignTeacher(spec, path, data_classes, where=where, probe_size=input_size)
+    stated = sorted(set(FOREIGN_ONLY_FIELDS) & spec.model_fields_set)
     if stated:
         raise InputError(
-            f"{where}: {', '.join(stated)} describe ONNX teachers; {path.name} is a fasdistill "
+            f"{where}: {', '.join(stated)} describe models from elsewhere; {path.name} is a "
+            "fasdistill "
             "checkpoint that carries its own preprocessing"
         )
     teacher = TorchTeacher(path, spec.bn_train, device, where=where, probe_size=input_size)

@@ -120,6 +120,12 @@ class Format:
     def open_runner(self, path: Path, threads: int | None = None) -> Runner:
         return _resolve(self.runner_of)(path, threads)
 
+    def input_shape(self, path: Path) -> list[Any]:
+        """The artifact's input shape: read from the file where its module can (no
+        runtime session), else from a loaded runner."""
+        read = getattr(self.implementation(), "input_shape", None)
+        return list(read(path)) if read else list(self.open_runner(path, 1).input_shape)
+
     def files_of(self, target: Path) -> list[Path]:
         """Every file an artifact at ``target`` consists of (model, sidecar, weights)."""
         files = [target]

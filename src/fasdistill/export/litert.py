@@ -104,7 +104,7 @@ class TfliteRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            interpreter = Interpreter(model_path=str(path), num_threads=threads or -1)
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise InputError(f"{path}: LiteRT cannot load the model ({exc})") from None
         if interpreter.get_signature_list():

@@ -118,8 +118,9 @@ class NcnnRunner:
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         if x.shape[0] != 1:
             raise ValueError(f"ncnn runs one image at a time, got a batch of {x.shape[0]}")
+        image = np.ascontiguousarray(x[0], np.float32)  # ncnn.Mat borrows it: keep it alive
         extractor = self.net.create_extractor()
-        extractor.input(self._inputs[0], self._ncnn.Mat(np.ascontiguousarray(x[0], np.float32)))
+        extractor.input(self._inputs[0], self._ncnn.Mat(image))
         out = []
         for name in self.output_names:
             _, mat = extractor.extract(name)

@@ -163,6 +163,15 @@ class OnnxRunner:
         return [np.asarray(o) for o in outputs]
 
 
+def input_shape(path: Path) -> list[Any]:
+    """The first input's shape from the graph (weights not loaded); free dimensions as names."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+
+
 def open_runner(path: Path, threads: int | None = None) -> OnnxRunner:
     return OnnxRunner(path, threads)
 

@@ -1,17 +1,21 @@
-"""Third-party ONNX models: what their input and output mean, from a YAML sidecar.
+"""Models from elsewhere, in any registered format: what their input and output mean.
 
 A model from elsewhere (the one a team ships today, a vendor's) carries no
 fasdistill metadata. A small YAML sidecar beside it (``model.onnx.yaml`` or
-``model.yaml``) states it with the keys an ONNX teacher takes in a recipe, plus
-the operating point ``calibrate`` writes::
+``model.yaml``; ``model.tflite.yaml``, ``model.pte.yaml``, ``model.param.yaml``)
+states it with the keys a teacher from elsewhere takes in a recipe, plus the
+operating point ``calibrate`` writes (docs/predict.md has the table)::
 
+    format: tflite           # default: from the suffix (.onnx, .tflite, .pte, .param)
     input_size: 256
     colour_order: RGB        # or BGR
     mean: [0.5, 0.5, 0.5]    # on pixels scaled to [0, 1]
     std: [0.5, 0.5, 0.5]
     crop_scale: 1.5          # the face-box enlargement its crops were cut at
     output: map              # logits | probability | map (mean = live score)
-    output_name: depth       # optional: which output
+    output_name: depth       # optional: which output (or output_index: 1)
+    lower_is_live: false     # probability/map/score is P(attack): use 1 - it
+    score: my_fas.score:live # optional: your function of every output -> P(bona fide)
     live_index: 0            # logits/probability: the bona fide column
     classes: [...]           # logits: class names, one of them bonafide
     threshold: 0.43          # optional: the decision threshold on P(bona fide)
@@ -21,7 +25,9 @@ the operating point ``calibrate`` writes::
 ``swap``, ``predict`` and ``calibrate`` all read it through this module (it sits
 below both the inference and the SWAP stages). The scorer converts our
 preprocessed crops to the model's own preprocessing and its output to
-P(bona fide), exactly as an ONNX teacher does.
+P(bona fide), exactly as a teacher from elsewhere does
+(:class:`fasdistill.distill.teacher.ForeignTeacher`). ``score`` imports the user's
+own module, by their explicit choice; nothing from the model file is executed.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from pydantic import Field, ValidationError
 from fasdistill.config import TeacherSpec, _format_errors
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD
 from fasdistill.errors import InputError
-from fasdistill.export.formats import Format
+from fasdistill.export.formats import Format, format_for, format_of_suffix
 from fasdistill.export.onnx import METADATA_FORMAT, metadata_props
 
 BINARY = ("bonafide", "attack")
@@ -51,6 +57,9 @@ class SidecarSpec(TeacherSpec):
     threshold: float | None = Field(None, allow_inf_nan=False)  # calibrate refuses [0, 1]-outsiders
     threshold_criterion: str | None = None
     threshold_level: Literal["frame", "video"] = "frame"
+    # SWAP's weight axis, for formats whose parameters and MACs fasdistill cannot count
+    params: int | None = Field(None, ge=1)
+    macs: int | None = Field(None, ge=1)
 
 
 SIDECAR_KEYS = set(SidecarSpec.model_fields) - {"path", "bn_train"}
@@ -104,22 +113,24 @@ def foreign_spec(path: Path) -> tuple[TeacherSpec, str]:
     sidecar = sidecar_for(path)
     if sidecar is not None:
         return read_sidecar(path, sidecar), str(sidecar)
-    props = metadata_props(path)
-    if props.get("fasdistill_format") == METADATA_FORMAT:
-        return (
-            TeacherSpec(
-                path=str(path),
-                input_size=json.loads(props["input_size"]),
-                colour_order=json.loads(props["colour_order"]),
-                mean=json.loads(props["mean"]),
-                std=json.loads(props["std"]),
-                crop_scale=json.loads(props["crop_scale"]),
-                output="probability",
-                output_name="score",
-            ),
-            "fasdistill metadata",
-        )
-    raise InputError(no_sidecar_message(path))
+    entry = format_of_suffix(path)
+    if entry is not None and not entry.sidecar:  # metadata inside the file: ONNX
+        props = metadata_props(path)
+        if props.get("fasdistill_format") == METADATA_FORMAT:
+            return (
+                TeacherSpec(
+                    path=str(path),
+                    input_size=json.loads(props["input_size"]),
+                    colour_order=json.loads(props["colour_order"]),
+                    mean=json.loads(props["mean"]),
+                    std=json.loads(props["std"]),
+                    crop_scale=json.loads(props["crop_scale"]),
+                    output="probability",
+                    output_name="score",
+                ),
+                "fasdistill metadata",
+            )
+    raise InputError(no_sidecar_message(path, entry))
 
 
 def no_sidecar_message(path: Path, entry: Format | None = None) -> str:
@@ -134,7 +145,10 @@ def no_sidecar_message(path: Path, entry: Format | None = None) -> str:
             f"{path}: its metadata sidecar {json_sidecar} is missing (a model from elsewhere "
             f"needs {yaml_sidecar})"
         )
-    return f"{path}: a model without fasdistill metadata needs {yaml_sidecar}"
+    what = "a model"
+    if entry is not None:
+        what = f"a{'n' if entry.label[0] in 'AEIOU' else ''} {entry.label} model"
+    return f"{path}: {what} without fasdistill metadata needs {yaml_sidecar}"
 
 
 def foreign_meta(path: Path, spec: SidecarSpec, sidecar: Path) -> dict[str, Any]:
@@ -148,9 +162,10 @@ def foreign_meta(path: Path, spec: SidecarSpec, sidecar: Path) -> dict[str, Any]
             f"{sidecar}: crop_scale: missing; state the face-box enlargement the model's "
             "crops were cut at (predict and calibrate cut faces at it)"
         )
+    entry = format_for(path, spec.format, str(sidecar))
     size = spec.input_size
     if size is None:
-        input_shape = _onnx_input_shape(path)
+        input_shape = entry.input_shape(path)
         static = [d for d in input_shape[2:] if isinstance(d, int) and d > 0]
         if len(static) != 2 or static[0] != static[1]:
             raise InputError(
@@ -179,16 +194,8 @@ def foreign_meta(path: Path, spec: SidecarSpec, sidecar: Path) -> dict[str, Any]
         "threshold_criterion": spec.threshold_criterion,
         "threshold_level": spec.threshold_level,
         "sidecar": str(sidecar),
-        "format": "onnx",
+        "format": entry.name,
     }
-
-
-def _onnx_input_shape(path: Path) -> list[int | str]:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    dims = proto.graph.input[0].type.tensor_type.shape.dim
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
 
 
 def foreign_scorer(
@@ -197,13 +204,13 @@ def foreign_scorer(
     """P(bona fide) of our preprocessed crops through the model's own preprocessing."""
     import torch
 
-    from fasdistill.distill.teacher import OnnxTeacher
+    from fasdistill.distill.teacher import ForeignTeacher
     from fasdistill.models import bonafide_score
 
     spec, source = foreign_spec(path)
     # Run once on a dummy batch as it loads: a sidecar field the model contradicts
     # (input_size, live_index, output, classes) is one line naming the sidecar.
-    teacher = OnnxTeacher(spec, path, classes, where=source, threads=threads)
+    teacher = ForeignTeacher(spec, path, classes, where=source, threads=threads)
 
     def score(images: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(np.asarray(images, np.float32))

@@ -1,9 +1,12 @@
-"""Models from elsewhere in the SWAP report: an ONNX file and what its numbers mean.
+"""Models from elsewhere in the SWAP report: a model file in any registered format.
 
 A third-party model (the one a team ships today, a vendor's) gets a row like any
-other. Its preprocessing and output meaning come from the fasdistill metadata of
-our own exports, or from a small YAML sidecar beside it (``model.onnx.yaml`` or
-``model.yaml``) with the keys an ONNX teacher takes in a recipe:
+other, timed in its own runtime. Its preprocessing and output meaning come from the
+fasdistill metadata of our own ONNX exports, or from a small YAML sidecar beside it
+(``model.onnx.yaml`` or ``model.yaml``) with the keys a teacher from elsewhere
+takes in a recipe (``format``, ``output_index``, ``lower_is_live`` and ``score``
+too: docs/predict.md). Parameters and MACs are counted in ONNX graphs; for other
+formats the sidecar states ``params`` and ``macs``:
 
     input_size: 256
     colour_order: RGB        # or BGR
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 
 from fasdistill.data.loader import CropIndex
-from fasdistill.distill.teacher import OnnxTeacher
+from fasdistill.distill.teacher import ForeignTeacher
 from fasdistill.errors import InputError
 from fasdistill.infer.foreign import SIDECAR_KEYS, foreign_spec, sidecar_for
 from fasdistill.models import bonafide_score
@@ -77,9 +80,11 @@ def onnx_weight(path: Path, input_size: int) -> dict[str, Any]:
 
 
 class ForeignModel:
-    """A third-party ONNX model scored on our crops through its own preprocessing."""
+    """A third-party model in any registered format, scored on our crops through its own
+    preprocessing and timed in its own runtime."""
 
-    def __init__(self, path: Path, index: CropIndex) -> None:
+    def __init__(self, path: Path, index: CropIndex, threads: int | None = None) -> None:
+        """``threads``: the runtime's, for scoring and timing (None: the runtime chooses)."""
         self.path = path
         self.spec, self.source = foreign_spec(path)
         if self.spec.crop_scale != index.scale:
@@ -88,10 +93,37 @@ class ForeignModel:
                 f"{index.root} has {index.scale}; prepare crops at its scale"
             )
         # Run once on a dummy batch: a sidecar field the model contradicts (input_size,
-        # live_index, output, classes) is one line naming the sidecar, before any work.
+        # live_index, output, classes, score) is one line naming the sidecar, before any work.
         where = self.source if self.source != "fasdistill metadata" else str(path)
-        self.teacher = OnnxTeacher(self.spec, path, tuple(index.classes), where=where)
+        self.teacher = ForeignTeacher(
+            self.spec, path, tuple(index.classes), where=where, threads=threads
+        )
+        self.format = self.teacher.format
         self.input_size = int(self.teacher.input_size)
+        self.weight = self._weight(where)
+
+    def _weight(self, where: str) -> dict[str, Any]:
+        """Parameters and MACs: counted in an ONNX graph, else stated in the sidecar."""
+        if not self.format.sidecar:  # the graph is ONNX: count them
+            counted = onnx_weight(self.path, self.input_size)
+            return {"params": counted["params"], "macs": counted["macs"]}
+        stated = {key: getattr(self.spec, key, None) for key in ("params", "macs")}
+        missing = [key for key, value in stated.items() if value is None]
+        if missing:
+            raise InputError(
+                f"{where}: {', '.join(missing)}: SWAP cannot count the parameters and MACs of "
+                f"a {self.format.runtime} model; state params and macs in the sidecar"
+            )
+        return stated
+
+    def bytes(self) -> int:
+        """The artifact's size: the model file and the files it needs beside it."""
+        files = self.format.files_of(self.path)
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output for a batch already in the model's preprocessing (for timing)."""
+        return self.teacher.run_outputs(x)
 
     def score(self, images: np.ndarray) -> np.ndarray:
         """P(bona fide) of our preprocessed crops (any size: resized to the model's)."""

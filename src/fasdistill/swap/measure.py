@@ -28,6 +28,7 @@ from fasdistill.data.loader import CropDataset, CropIndex, read_crop_index
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.engine.evaluation import score_split
 from fasdistill.errors import InputError
+from fasdistill.export.formats import FORMATS, format_of_suffix
 from fasdistill.export.pipeline import (
     FILE_NAMES,
     ExportOptions,
@@ -41,7 +42,7 @@ from fasdistill.export.pipeline import (
 )
 from fasdistill.metrics.scores import ScoreSet, write_scores
 from fasdistill.swap import gpu
-from fasdistill.swap.foreign import ForeignModel, onnx_weight
+from fasdistill.swap.foreign import ForeignModel
 from fasdistill.swap.options import AXES, DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
 from fasdistill.swap.power import (
     active_power_energy_j,
@@ -53,13 +54,11 @@ from fasdistill.swap.ratios import compare, headline_runtime, pareto_front
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.latency import interleaved_latency
 from fasdistill.utils.machine import machine
-from fasdistill.utils.ort import open_session
 from fasdistill.utils.text import failure_reason
 
 __all__ = ["AXES", "DEFAULT_RUNTIMES", "RUNTIMES", "SwapOptions", "labels_for", "run_swap"]
 Log = Callable[[str], None]
 Callers = dict[str, dict[str, Callable[[np.ndarray], Any]]]
-FOREIGN_ONLY = "third-party ONNX model: runs in ONNX Runtime only"
 
 
 def labels_for(paths: list[Path]) -> list[str]:
@@ -100,17 +99,18 @@ def check_models(
     third-party ONNX model's sidecar is read and the model run once on a dummy
     batch (:class:`~fasdistill.swap.foreign.ForeignModel`).
     """
-    foreign = [p for p in checkpoints if Path(p).suffix.lower() == ".onnx"]
-    if foreign and options.runtimes[0] != "onnx":
-        raise InputError(
-            f"{foreign[0]}: a third-party ONNX model runs only in ONNX Runtime; make onnx the "
-            "first (headline) runtime"
-        )
     candidates = []
     for path, label in zip(checkpoints, labels_for(checkpoints), strict=True):
         path = Path(path)
-        if path.suffix.lower() == ".onnx":
-            candidates.append(Candidate(path, label, foreign=ForeignModel(path, index)))
+        if format_of_suffix(path) is not None:  # a model file from elsewhere
+            model = ForeignModel(path, index, options.threads)
+            if options.runtimes[0] != model.format.name:
+                fmt = model.format.name
+                raise InputError(
+                    f"{path}: a third-party {model.format.label} model runs only in "
+                    f"{model.format.runtime}; make {fmt} the first (headline) runtime"
+                )
+            candidates.append(Candidate(path, label, foreign=model))
             continue
         model, meta = load_deployable(path)
         if float(meta["crop_scale"]) != float(index.scale):
@@ -177,7 +177,7 @@ def run_swap(
     device = gpu.require_cuda() if "pytorch-cuda" in options.runtimes else None
     candidates = check_models(checkpoints, index_path, index, options)
     torch.set_num_threads(options.threads)
-    formats = tuple(r for r in options.runtimes if not r.startswith("pytorch"))
+    formats = tuple(r for r in options.runtimes if r in FORMATS)
     models: list[dict[str, Any]] = []
     callers: Callers = {r: {} for r in options.runtimes}
     test_scores: dict[str, tuple[ScoreSet, float]] = {}
@@ -307,39 +307,36 @@ def _ours(
 def _foreign(
     c: Candidate, index: CropIndex, options: SwapOptions, callers: Callers, log: Log
 ) -> tuple[dict[str, Any], ScoreSet]:
-    """A third-party ONNX model: its own preprocessing, a dev threshold, ONNX Runtime only."""
+    """A third-party model: its own preprocessing, a dev threshold, its own runtime only."""
     model, path = c.foreign, c.path
     assert model is not None
-    size = model.input_size
+    fmt, size = model.format, model.input_size
     meta = {"threshold_level": "frame"}
     total = sum(r["split"] in ("dev", "test") for r in index.rows)
     scorer = _scoring_progress(model.score, total, "scoring", log)
     sets = score_splits(scorer, index, size)  # dev and test scored once each
     threshold = eer_threshold(sets["dev"], meta)
     accuracy = metrics_at(sets, meta, threshold)
-    weight = onnx_weight(path, size)
-    session = open_session(path, options.threads)
-    name = session.get_inputs()[0].name
-    callers["onnx"][c.label] = lambda x: session.run(None, {name: x})
+    callers[fmt.name][c.label] = model.run
+    only = f"third-party {fmt.label} model: runs in {fmt.runtime} only"
     entry = {
         "label": c.label,
-        "source": f"third-party ONNX ({model.source})",
+        "source": f"third-party {fmt.label} ({model.source})",
         "checkpoint": str(path),
         "model": path.name,
         "role": "external",
         "input_size": size,
         "threshold": threshold,
-        "primary_runtime": "onnx",
-        "weight": {
-            "params": weight["params"],
-            "macs": weight["macs"],
+        "primary_runtime": fmt.name,
+        "weight": model.weight
+        | {
             "activation_elements": 0,  # not known without running it layer by layer
-            "bytes": {"onnx": path.stat().st_size},
+            "bytes": {fmt.name: model.bytes()},
         },
-        "accuracy": {"onnx": accuracy},
+        "accuracy": {fmt.name: accuracy},
         "export": {},
         "missing": {},
-        "not_run": {r: FOREIGN_ONLY for r in options.runtimes if r != "onnx"},
+        "not_run": {r: only for r in options.runtimes if r != fmt.name},
     }
     return entry, sets["test"]
 
