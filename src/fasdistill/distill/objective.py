@@ -143,18 +143,9 @@ class Distilled(Objective):
             problem = term.check(context)
             if problem:
                 raise InputError(problem)
-        augment = self.config.data.augment
-        if self.spec.cache and not keeps_geometry(augment):
-            raise InputError(
-                "distill.cache: cached teacher outputs need the whole crop, at most "
-                "mirrored (data.augment.resized_crop=[1.0,1.0])"
-            )
-        if self.spec.cache and self.spec.teacher_view == "same" and not is_view_only(augment):
-            raise InputError(
-                "distill.cache: cached teacher outputs need augmentation limited to flips "
-                "(data.augment.colour_jitter=0, blur=0), or distill.teacher_view: clean "
-                "to have the teachers score the crops before colour jitter and blur"
-            )
+        problem = cache_problem(self.config)
+        if problem:
+            raise InputError(problem)
 
     def _size_adapters(
         self,
@@ -289,3 +280,22 @@ class Distilled(Objective):
             "teachers": [t.describe() for t in self.teachers],
             "terms": self.names,
         }
+
+
+def cache_problem(config: RunConfig) -> str | None:
+    """Why ``config``'s cached teacher outputs would not match what the student sees."""
+    spec, augment = config.distill, config.data.augment
+    if spec is None or not spec.cache:
+        return None
+    if not keeps_geometry(augment):
+        return (
+            "distill.cache: cached teacher outputs need the whole crop, at most "
+            "mirrored (data.augment.resized_crop=[1.0,1.0])"
+        )
+    if spec.teacher_view == "same" and not is_view_only(augment):
+        return (
+            "distill.cache: cached teacher outputs need augmentation limited to flips "
+            "(data.augment.colour_jitter=0, blur=0), or distill.teacher_view: clean "
+            "to have the teachers score the crops before colour jitter and blur"
+        )
+    return None

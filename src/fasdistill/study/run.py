@@ -68,12 +68,7 @@ def prepare_data(
     else:
         assert data.dataset is not None
         d = data.dataset
-        source = root or d.root
-        if not source:
-            raise InputError(
-                f"{study.name}: data.dataset.root is not set; give the dataset's root with "
-                f"--root (for {d.name})"
-            )
+        source = dataset_root(study, root)
         dataset = d.name
         extra = {"frames": d.frames, "detector": d.detector, "boxes": d.boxes}
         extra["scales"] = tuple(d.scales)
@@ -90,6 +85,18 @@ def prepare_data(
         prepare(config, crops, workers=workers)
         indexes[p] = crops / "index.csv"
     return indexes
+
+
+def dataset_root(study: Study, root: str | None) -> str:
+    """The root of a dataset study: --root, else the study's ``data.dataset.root``."""
+    assert study.data.dataset is not None
+    source = root or study.data.dataset.root
+    if not source:
+        raise InputError(
+            f"{study.name}: data.dataset.root is not set; give the dataset's root with "
+            f"--root (for {study.data.dataset.name})"
+        )
+    return source
 
 
 # ---------------------------------------------------------------------------- one run
@@ -166,13 +173,30 @@ def torchrun(
         *overrides,
     ]
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = run_dir / "torchrun.log"
+    log = torchrun_log(run_dir)  # beside the run: its folder must be empty or its own
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
-        tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise RuntimeError(f"torchrun exited {done.returncode}: {' | '.join(tail)} (see {log})")
+        lines = log.read_text(errors="replace").strip().splitlines()
+        ours = [line for line in lines if line.startswith("fasdistill train: error:")]
+        why = ours[0].removeprefix("fasdistill train: error: ") if ours else " | ".join(lines[-3:])
+        raise RuntimeError(f"torchrun exited {done.returncode}: {why} (log: {log})")
+
+
+def torchrun_log(run_dir: Path) -> Path:
+    """The torchrun output of a run (``intra/kd/seed0`` -> ``intra/kd/seed0.torchrun.log``)."""
+    return run_dir.with_name(f"{run_dir.name}.torchrun.log")
+
+
+def job_failure(error: BaseException) -> str:
+    """Why a job failed, as one line; a scheduler's wrapped traceback gives its last line."""
+    text = str(error)
+    if "Traceback (most recent call last)" in text:
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        last = lines[-1] if lines else text
+        return last.removeprefix("fasdistill.errors.")[:300]
+    return failure_reason(error)
 
 
 # ---------------------------------------------------------------------------- executors
@@ -280,7 +304,7 @@ def execute(
                 try:
                     r = handle.result()
                 except Exception as exc:  # noqa: BLE001 - one run's failure never sinks the study
-                    outcome.failed[name] = failure_reason(exc)
+                    outcome.failed[name] = job_failure(exc)
                     log(f"{time.strftime('%H:%M:%S')} {name}: FAILED ({outcome.failed[name]})")
                     continue
                 outcome.done[name] = r
@@ -393,6 +417,7 @@ def write_outputs(
 def check_jobs(study: Study, jobs: list[Job], out: Path) -> None:
     """Every run's recipe and overrides load (before any data or run folder is made)."""
     from fasdistill.config import load_recipe
+    from fasdistill.distill.objective import cache_problem
 
     checked: set[tuple[str, tuple[str, ...]]] = set()
     for job in jobs:
@@ -405,9 +430,11 @@ def check_jobs(study: Study, jobs: list[Job], out: Path) -> None:
             continue
         checked.add(key)
         try:
-            load_recipe(recipe, overrides)
+            problem = cache_problem(load_recipe(recipe, overrides))
         except InputError as exc:
             raise InputError(f"{study.name}: run {job.name}: {exc}") from None
+        if problem:
+            raise InputError(f"{study.name}: run {job.name}: {problem}")
 
 
 def planned_results(
@@ -470,6 +497,8 @@ def run_study(
 
     jobs = plan(study, protocols, students, seeds)
     check_jobs(study, jobs, out)
+    if study.data.dataset is not None:
+        dataset_root(study, root)
     protocols = list(dict.fromkeys(job.protocol for job in jobs))
     students = list(dict.fromkeys(job.run for job in jobs if not job.is_teacher))
     seeds = sorted({job.seed for job in jobs if job.seed is not None})

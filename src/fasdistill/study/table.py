@@ -182,10 +182,19 @@ def _recipe_text(study: Study, run: str, record: dict[str, Any]) -> str:
 
 
 def group_table(
-    study: Study, results: Results, group: str, members: list[str], students: list[str]
+    study: Study,
+    results: Results,
+    group: str,
+    members: list[str],
+    protocols: list[str],
+    students: list[str],
 ) -> list[str]:
-    """A group's table: each member's mean over seeds, then mean ± std over the members."""
-    present = [m for m in members if f"{m}/{study.table.teacher}" in results]
+    """A group's table: each member's mean over seeds, then mean ± std over the members.
+
+    Only the members among ``protocols`` with a finished teacher count; the title says
+    how many of the group's members that is.
+    """
+    present = [m for m in members if m in protocols and f"{m}/{study.table.teacher}" in results]
     if not present:
         return []
     teachers = [results[f"{m}/{study.table.teacher}"] for m in present]
@@ -220,17 +229,20 @@ def group_table(
     return [*lines, ""]
 
 
-def summary_table(study: Study, results: Results, columns: list[str], students: list[str]) -> str:
+def summary_table(
+    study: Study, results: Results, columns: list[str], protocols: list[str], students: list[str]
+) -> str:
     """Test ACER % of the teacher and every student, one column per protocol or group."""
     groups = study.data.groups
+    shown = set(protocols)
 
     def cell(prefix_runs: Callable[[str], list[float]], column: str) -> str:
-        members = groups.get(column, [column])
+        members = [m for m in groups.get(column, [column]) if m in shown]
         values = [v for m in members for v in prefix_runs(m)]
         if not values:
             return "-"
         if column in groups:  # mean over seeds per member, then over members
-            per = [prefix_runs(m) for m in members if prefix_runs(m)]
+            per = [prefix_runs(m) for m in members if prefix_runs(m)]  # members with runs
             return mean_std([statistics.fmean(v) for v in per])
         return mean_std(values)
 
@@ -261,18 +273,17 @@ def table(
     """The study's Markdown: summary (if asked), then a table per protocol and per group."""
     protocols = protocols or study.data.protocol_names()
     students = students or study.student_order()
-    groups = {g: [m for m in ms if m in protocols] for g, ms in study.data.groups.items()}
-    groups = {g: ms for g, ms in groups.items() if ms}
+    groups = {g: ms for g, ms in study.data.groups.items() if set(ms) & set(protocols)}
     grouped = {m for ms in groups.values() for m in ms}
     shown = [p for p in protocols if not (study.table.hide_grouped and p in grouped)]
     parts: list[str] = []
     if study.table.summary:
-        columns = [p for p in shown if p not in grouped] + list(groups)
-        parts += [summary_table(study, results, columns, students)]
+        columns = shown + list(groups)
+        parts += [summary_table(study, results, columns, protocols, students)]
     for p in shown:
         parts += ["\n".join(protocol_table(study, results, p, students))]
     for g, members in groups.items():
-        parts += ["\n".join(group_table(study, results, g, members, students))]
+        parts += ["\n".join(group_table(study, results, g, members, protocols, students))]
     return "\n".join(x for x in parts if x)
 
 
