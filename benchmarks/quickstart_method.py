@@ -1,4 +1,4 @@
-"""The quick start's distillation method, chosen once from benchmarks/kd_gain.py's results.
+"""The quick start's distillation method, chosen once from the kd_gain study's results.
 
 The rule: the distillation method with the lowest mean *dev* ACER over its seeds
 on the ``intra`` protocol (teacher and scratch rows left out; a tie goes to the
@@ -24,7 +24,7 @@ from fasdistill.utils.atomic import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "kd_gain.json"
-COMMAND = "python benchmarks/kd_gain.py --out runs/kd_gain"  # what wrote RESULTS
+COMMAND = "fasdistill study kd_gain --out runs/kd_gain"  # what makes RESULTS (same runs)
 RULE = (
     "lowest mean dev ACER over seeds on protocol intra among distillation methods "
     "(teacher and scratch excluded; ties by name); test never decides"

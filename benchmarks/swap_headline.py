@@ -1,6 +1,6 @@
 """The SWAP headline on SynthSpoof: how much faster and cheaper the student is, and what limits it.
 
-Reads the finished ``intra`` runs of ``benchmarks/kd_gain.py``: the teacher, the
+Reads the finished ``intra`` runs of ``fasdistill study kd_gain``: the teacher, the
 distilled student of the method with the best mean *dev* ACER over seeds (never
 test) at the seed with the best dev ACER, and the scratch student of that seed.
 Runs the SWAP measurement on them (ONNX Runtime fp32 and INT8, PyTorch eager, and
@@ -8,7 +8,7 @@ ExecuTorch, LiteRT and ncnn when installed), then profiles the student in ONNX R
 time per operator type and the arithmetic rate it reaches against the core's nominal
 peak. Last, the student's speed against a ResNet-50 at the same input size.
 
-    python benchmarks/kd_gain.py --out runs/kd_gain          # first (or --quick)
+    fasdistill study kd_gain --out runs/kd_gain    # first (or kd_gain_quick)
     python benchmarks/swap_headline.py --runs runs/kd_gain --out runs/swap_headline
 """
 
@@ -38,7 +38,7 @@ def pick_student(runs: Path, protocol: str) -> tuple[str, int, dict[str, float]]
             continue
         by_method.setdefault(data["method"], {})[data["seed"]] = data["dev"]["acer"]
     if not by_method:
-        raise SystemExit(f"no distilled runs under {runs / protocol}; run benchmarks/kd_gain.py")
+        raise SystemExit(f"no distilled runs under {runs / protocol}; run fasdistill study kd_gain")
     means = {m: statistics.fmean(seeds.values()) for m, seeds in by_method.items()}
     method = min(means, key=lambda m: (means[m], m))
     seed = min(by_method[method], key=lambda s: (by_method[method][s], s))
@@ -72,7 +72,7 @@ def video_stage(args: argparse.Namespace, student: dict, swap: dict) -> dict:
 def resnet50_reference(args: argparse.Namespace, student: dict) -> dict:
     """Batch-1 ONNX Runtime latency of a ResNet-50 at the student's input size, interleaved.
 
-    The aim is stated against a ResNet-50 teacher, which kd_gain.py does not train.
+    The aim is stated against a ResNet-50 teacher, which the kd_gain study does not train.
     Latency does not depend on the weights' values, so a ResNet-50 with freshly
     initialised weights and the student's input size, exported the same way, gives
     the speed half of that comparison (no accuracy: it is not trained).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,7 @@ def test_kd_gain_studies_plan_exactly_the_committed_runs(name: str) -> None:
 
 
 def test_committed_kd_gain_tables_rebuild_in_the_generated_docs(capsys) -> None:
+    """Every table of the record comes from the committed results, number for number."""
     for name in KD_GAIN:
         path = RESULTS / f"{name}.json"
         assert main(["study", name, "--table-only", "--results", str(path)]) == 0
@@ -102,6 +105,12 @@ def test_committed_kd_gain_tables_rebuild_in_the_generated_docs(capsys) -> None:
         missing = [line for line in rows if line not in docs]
         assert not missing, f"docs/results/{name}.md differs from {path}: {missing[:2]}"
         assert f"fasdistill study {name} --table-only --results benchmarks/results/" in docs
+    check = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "study_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_a_table_is_never_made_from_fewer_runs(tmp_path: Path, capsys) -> None:
@@ -247,3 +256,55 @@ def test_every_packaged_study_passes_its_pre_run_checks(name: str, tmp_path: Pat
     study = load_study(name)
     check_jobs(study, plan(study), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_results_files_never_lose_runs(tmp_path: Path) -> None:
+    """A narrower run merges into OUT/results.json; replacing is asked for by name."""
+    from fasdistill.study.results import merge_results
+
+    committed = json.loads((RESULTS / "kd_gain_lodo_office_hard.json").read_text())
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(committed))
+    narrow = {k: committed[k] for k in ("budget", "protocols", "methods", "seeds")}
+    narrow |= {"methods": ["scratch_dr"], "seeds": [0]}
+    narrow["results"] = {k: committed["results"][k] for k in ("lodo_office/scratch_dr/seed0",)}
+    merged, kept = merge_results(path, narrow, replace=False)
+    assert merged["results"] == committed["results"] and len(kept) == 41
+    assert merged["methods"] == committed["methods"]
+    replaced, _ = merge_results(path, narrow, replace=True)
+    assert set(replaced["results"]) == {"lodo_office/scratch_dr/seed0"}
+    other = dict(narrow, budget={**narrow["budget"], "student_steps": 1})
+    with pytest.raises(InputError, match="another budget"):
+        merge_results(path, other, replace=False)
+
+
+@pytest.mark.parametrize("bad", ["missing.json", "not_results.json"])
+def test_a_bad_results_file_is_named(tmp_path: Path, bad: str, capsys) -> None:
+    (tmp_path / "not_results.json").write_text('{"teachers": []}')
+    args = ["study", "kd_gain_quick", "--table-only", "--results", str(tmp_path / bad)]
+    assert main(args) == 2
+    assert bad in capsys.readouterr().err
+
+
+def test_records_the_notes_cite_are_in_the_committed_results() -> None:
+    docs = (REPO / "docs" / "results" / "kd_gain_lodo_office.md").read_text()
+    office = json.loads((RESULTS / "kd_gain_lodo_office.json").read_text())
+    assert "teacher_with_recipe_patience" in docs
+    record = office["teacher_with_recipe_patience"]
+    assert (record["steps"], round(100 * record["test"]["acer"], 1)) == (403, 43.8)
+    assert "43.8 %, AUC 0.824" in docs and f"{record['test']['auc']:.3f}" == "0.824"
+
+
+def test_the_documented_study_file_is_a_valid_study() -> None:
+    import yaml
+
+    from fasdistill.study.spec import Study
+
+    text = (REPO / "docs" / "studies.md").read_text()
+    block = text.split("## The file")[1].split("```yaml")[1].split("```")[0]
+    data = yaml.safe_load(block)
+    assert data.pop("base") == "kd_gain"
+    study = Study.model_validate({"name": "documented", **data})
+    assert list(study.teacher_runs()) == ["teacher", "teacher_seed1"]
+    assert study.teacher_recipe("teacher", "lodo_x") == "teacher_resnet18_xdomain"
+    assert study.teacher_recipe("teacher", "P1") == "teacher_resnet18"

@@ -2,7 +2,7 @@
 
 ``fasdistill quickstart`` generates SynthSpoof, prepares face crops, trains a
 ResNet-18 teacher, trains the swapnet student from scratch and distils it with the
-best method of ``benchmarks/kd_gain.py`` (chosen there on dev and recorded in the
+best method of ``fasdistill study kd_gain`` (chosen there on dev and recorded in the
 package, ``recipes/quickstart_method.json``), exports the distilled student to every
 installed runtime (each file parity-checked), measures SWAP for teacher, distilled
 and scratch students side by side and writes the report. Every stage records its
@@ -26,7 +26,7 @@ from fasdistill.config import BUILTIN_RECIPES, resolve_recipe
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_json
 
-# The distillation method, chosen once from benchmarks/kd_gain.py's results
+# The distillation method, chosen once from the kd_gain study's results
 # (``python benchmarks/quickstart_method.py`` writes it); shipped with the recipes.
 METHOD_FILE = BUILTIN_RECIPES / "quickstart_method.json"
 STAGES = ("synth", "prepare", "teacher", "students", "export", "swap")
@@ -81,7 +81,7 @@ def packaged_method(path: Path = METHOD_FILE) -> tuple[str, str]:
             f"{path}: unreadable method choice ({exc}); reinstall fasdistill"
         ) from None
     resolve_recipe(f"distill_{method}")  # a broken install fails here, before any work
-    why = f"best mean dev ACER ({100 * dev_acer:.1f} %) of benchmarks/kd_gain.py on intra"
+    why = f"best mean dev ACER ({100 * dev_acer:.1f} %) of the kd_gain study on intra"
     return method, why
 
 
@@ -447,7 +447,7 @@ def headline_lines(h: dict[str, Any]) -> list[str]:
         lines.append(
             f"distillation did NOT help here: test ACER {100 * acer['distilled']:.1f} % vs "
             f"{100 * acer['scratch']:.1f} % for the same student trained alone (one seed; "
-            "benchmarks/kd_gain.py measures it over seeds)"
+            "the kd_gain study measures it over seeds)"
         )
     lines.append(f"report: {h['report']}  ({h['minutes']:.1f} min)")
     failed = h.get("failed", [])

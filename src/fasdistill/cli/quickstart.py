@@ -27,7 +27,7 @@ def add_quickstart(sub: argparse._SubParsersAction) -> None:
         default="small",
         help="smoke: a few minutes on 2 cores, every stage and file but numbers that mean "
         "nothing (for checks); small: under 15 min on 2 cores; full: the data and budget of "
-        "benchmarks/kd_gain.py",
+        "the kd_gain study",
     )
     p.set_defaults(handler=_run, stage="quickstart")
 
