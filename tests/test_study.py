@@ -308,3 +308,21 @@ def test_the_documented_study_file_is_a_valid_study() -> None:
     assert list(study.teacher_runs()) == ["teacher", "teacher_seed1"]
     assert study.teacher_recipe("teacher", "lodo_x") == "teacher_resnet18_xdomain"
     assert study.teacher_recipe("teacher", "P1") == "teacher_resnet18"
+
+
+def test_a_student_declares_its_terms(tmp_path: Path, index: Path) -> None:
+    from fasdistill.config import load_recipe
+    from fasdistill.study.run import check_jobs
+
+    study_file = write_study(tmp_path, {"a": index})
+    terms = "students.kd.terms=[{kind: dkd, weight: 1.0, beta: 2.0}]"
+    study = load_study(study_file, [*FAST, terms])
+    job = next(j for j in plan(study) if j.name == "a/kd/seed0")
+    recipe, overrides = run_config(study, job, [tmp_path / "t.pt"])
+    config = load_recipe(recipe, overrides)
+    assert config.distill is not None and [t.kind for t in config.distill.terms] == ["dkd"]
+    assert config.distill.terms[0].beta == 2.0
+    check_jobs(study, plan(study), tmp_path / "out")
+    bad = load_study(study_file, [*FAST, "students.kd.terms=[{kind: dkd, bogus: 1}]"])
+    with pytest.raises(InputError, match=r"run a/kd/seed0: .*bogus"):
+        check_jobs(bad, plan(bad), tmp_path / "out")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,8 @@ class StudentRun(Section):
     choose: Literal["all", "dev_best"] = "all"
     cache: bool = True  # cache the teacher's outputs (False: score every augmented view)
     teacher_view: Literal["same", "clean"] = "same"
+    # the distillation terms instead of the recipe's, e.g. [{kind: dkd, weight: 1.0}]
+    terms: list[dict[str, Any]] | None = None
     overrides: list[str] = Field(default_factory=list)
     seeds: list[int] | None = None  # None: the study's seeds
     protocols: list[str] = Field(default_factory=lambda: ["*"])  # fnmatch patterns
@@ -142,6 +145,8 @@ class StudentRun(Section):
     def _valid(self) -> StudentRun:
         if self.choose == "dev_best" and len(self.teachers) < 2:
             raise ValueError("choose: dev_best needs two or more teachers")
+        if self.terms is not None and not self.teachers:
+            raise ValueError("terms: distillation terms need teachers")
         return self
 
 
@@ -428,6 +433,8 @@ def run_config(study: Study, job: Job, teachers: list[Path]) -> tuple[str, list[
         ]
         if student.teacher_view != "same":
             overrides.append(f"distill.teacher_view={student.teacher_view}")
+        if student.terms is not None:  # JSON is YAML: the override parser reads it back
+            overrides.append(f"distill.terms={json.dumps(student.terms)}")
     return student.recipe, overrides
 
 
