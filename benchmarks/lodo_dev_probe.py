@@ -4,12 +4,12 @@ A ``lodo_<domain>`` protocol fixes its threshold on the dev subjects of the sour
 domains (72 bona fide crops in kd_gain's setting) and applies it to the unseen
 domain. This probe adds the source domains' test subjects (unused by the lodo
 protocol: every crop of theirs is in the ``intra`` protocol's test split) to dev,
-which doubles it, re-scores the finished runs of ``fasdistill study kd_gain`` with the
+which doubles it, re-scores the finished runs of ``fasdistill study kd_gain_lodo_office`` with the
 threshold fixed on that dev, and prints test ACER per method (mean ± std over seeds)
 both ways, with the paired gain over ``scratch_dr``. Checkpoints are not re-selected:
 it measures the threshold's share of the seed spread, not the selection's.
 
-    python benchmarks/lodo_dev_probe.py --out runs/kd_gain --protocol lodo_office \\
+    python benchmarks/lodo_dev_probe.py --out runs/kd_gain_lodo_office --protocol lodo_office \\
         --methods scratch_dr,kd_dr_clean,pixel_dr_clean --seeds 0,1,2,3,4,5,6,7,8,9
 """
 
@@ -52,7 +52,7 @@ def doubled_dev_index(out: Path, protocol: str) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="the kd_gain study's --out")
+    parser.add_argument("--out", type=Path, required=True, help="the study's --out")
     parser.add_argument("--protocol", default="lodo_office")
     parser.add_argument("--methods", default="scratch_dr,kd_dr_clean,pixel_dr_clean")
     parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -326,3 +327,14 @@ def test_a_student_declares_its_terms(tmp_path: Path, index: Path) -> None:
     bad = load_study(study_file, [*FAST, "students.kd.terms=[{kind: dkd, bogus: 1}]"])
     with pytest.raises(InputError, match=r"run a/kd/seed0: .*bogus"):
         check_jobs(bad, plan(bad), tmp_path / "out")
+
+
+def test_a_results_file_of_another_budget_is_refused_before_any_run(
+    tmp_path: Path, index: Path, capsys
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(RESULTS / "kd_gain_quick.json", out / "results.json")
+    assert study_cli(write_study(tmp_path, {"a": index}), out) == 2
+    assert "another budget" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]

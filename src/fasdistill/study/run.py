@@ -499,6 +499,9 @@ def run_study(
     check_jobs(study, jobs, out)
     if study.data.dataset is not None:
         dataset_root(study, root)
+    # A results file of another budget or data in OUT is refused now, not after the runs.
+    empty = results_payload(study, [], [], [], {})
+    merge_results(out / "results.json", empty, replace)
     protocols = list(dict.fromkeys(job.protocol for job in jobs))
     students = list(dict.fromkeys(job.run for job in jobs if not job.is_teacher))
     seeds = sorted({job.seed for job in jobs if job.seed is not None})
