@@ -200,6 +200,7 @@ def test_a_study_runs_resumes_and_reports(tmp_path: Path, index: Path, capsys) -
     assert table.strip() in printed
     swap = json.loads((out / "swap" / "a" / "swap.json").read_text())
     assert swap["models"][0]["label"] == "teacher"
+    assert swap["models"][1]["label"].split("/")[0] in ("scratch", "kd", "kd_best")
     assert (out / "swap" / "a" / "report.html").is_file()
     assert json.loads((out / "failed.json").read_text()) == {}
     # the dev-chosen student: the lowest mean dev ACER, then its best seed (dev only)

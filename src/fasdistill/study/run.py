@@ -367,7 +367,11 @@ def write_swap(
     )
     folder = out / "swap" / protocol
     checkpoints = [out / name / "checkpoints" / "best.pt" for name in (teacher, student)]
-    swap = run_swap(checkpoints, index, folder, options, log=lambda line: log(f"  swap: {line}"))
+    # labelled by run: "teacher", "kd/seed0" (the protocol is the report's folder)
+    labels = [name.split("/", 1)[1] for name in (teacher, student)]
+    swap = run_swap(
+        checkpoints, index, folder, options, lambda line: log(f"  swap: {line}"), labels
+    )
     write_reports(swap, folder)
     return {"teacher": teacher, "student": student, "report": str(folder / "report.html")}
 

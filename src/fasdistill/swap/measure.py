@@ -91,7 +91,11 @@ class Candidate:
 
 
 def check_models(
-    checkpoints: list[Path], index_path: Path, index: CropIndex, options: SwapOptions
+    checkpoints: list[Path],
+    index_path: Path,
+    index: CropIndex,
+    options: SwapOptions,
+    labels: list[str] | None = None,
 ) -> list[Candidate]:
     """Open every model file and sidecar, so a bad one is one line before anything is written.
 
@@ -100,7 +104,10 @@ def check_models(
     batch (:class:`~fasdistill.swap.foreign.ForeignModel`).
     """
     candidates = []
-    for path, label in zip(checkpoints, labels_for(checkpoints), strict=True):
+    labels = labels or labels_for(checkpoints)
+    if len(labels) != len(checkpoints) or len(set(labels)) != len(labels):
+        raise InputError(f"model labels must be unique, one per model; got {labels}")
+    for path, label in zip(checkpoints, labels, strict=True):
         path = Path(path)
         if format_of_suffix(path) is not None:  # a model file from elsewhere
             model = ForeignModel(path, index, options.threads)
@@ -165,8 +172,13 @@ def run_swap(
     out: Path,
     options: SwapOptions | None = None,
     log: Log = print,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Measure every model; returns the ``swap.json`` content (the caller writes reports)."""
+    """Measure every model; returns the ``swap.json`` content (the caller writes reports).
+
+    ``labels`` names the models in the report (default: their run folders' shortest
+    unique suffixes).
+    """
     options = options or SwapOptions()
     options.validate()
     if not checkpoints:
@@ -175,7 +187,7 @@ def run_swap(
     if not any(r["split"] == "test" for r in index.rows):
         raise InputError(f"{index_path}: no test crops; SWAP compares models on the test split")
     device = gpu.require_cuda() if "pytorch-cuda" in options.runtimes else None
-    candidates = check_models(checkpoints, index_path, index, options)
+    candidates = check_models(checkpoints, index_path, index, options, labels)
     torch.set_num_threads(options.threads)
     formats = tuple(r for r in options.runtimes if r in FORMATS)
     models: list[dict[str, Any]] = []
