@@ -233,6 +233,10 @@ def test_a_failing_run_skips_what_needs_it_and_the_rest_finishes(
     results = json.loads((out / "results.json").read_text())["results"]
     assert set(results) == {"a/teacher", "a/scratch/seed0", "a/kd/seed0"}
     assert "3 parts failed" in capsys.readouterr().out
+    table = (out / "study.md").read_text()
+    assert (
+        "**Not in these tables**" in table and "- `b/kd/seed0`: not run: b/teacher failed" in table
+    )
 
 
 def test_runs_go_to_submitit_and_a_run_can_be_a_torchrun_job(tmp_path: Path, index: Path) -> None:

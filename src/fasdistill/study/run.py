@@ -404,13 +404,23 @@ def write_outputs(
     payload: dict[str, Any],
     replace: bool,
     log: Log = print,
+    failed: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Merge into OUT/results.json (never fewer runs) and write OUT/<study>.md."""
+    """Merge into OUT/results.json (never fewer runs) and write OUT/<study>.md.
+
+    Runs that failed (or were skipped because a run they need failed) are listed
+    under the tables with their reasons.
+    """
     from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 
     path = out / "results.json"
     merged, kept = merge_results(path, payload, replace)
     markdown = table(study, merged["results"], payload["protocols"], payload["methods"])
+    if failed:
+        markdown += (
+            "\n**Not in these tables** (failed, or not run because a run they need failed):\n\n"
+        )
+        markdown += "\n".join(f"- `{name}`: {why}" for name, why in failed.items()) + "\n"
     atomic_write_json(path, merged)
     atomic_write_text(out / f"{study.name}.md", markdown + "\n")
     if kept:
@@ -518,7 +528,7 @@ def run_study(
     indexes = prepare_data(study, out, protocols, root, os.cpu_count() or 1)
     outcome = execute(study, jobs, out, indexes, executor, log)
     payload = results_payload(study, protocols, students, seeds, outcome.done)
-    markdown, merged = write_outputs(study, out, payload, replace, log)
+    markdown, merged = write_outputs(study, out, payload, replace, log, outcome.failed)
     log(markdown)
     failed = dict(outcome.failed)
     reports = {}
