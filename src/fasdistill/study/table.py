@@ -200,7 +200,7 @@ def group_table(
     teachers = [results[f"{m}/{study.table.teacher}"] for m in present]
     of = "" if len(present) == len(members) else f" (of {len(members)})"
     lines = [
-        f"**{group}** (mean ± std over {len(present)} protocols{of}: "
+        f"**{group}** (mean ± std over {len(present)} protocol{'s' * (len(present) != 1)}{of}: "
         f"{', '.join(present)}; teacher test ACER "
         f"{mean_std([t['test']['acer'] for t in teachers])} %, "
         f"AUC {mean_std([t['test']['auc'] for t in teachers], 1.0, 3)}, dev ACER "
