@@ -24,6 +24,7 @@ from pydantic import (
 from fasdistill.distill.methods import DistillTerm
 from fasdistill.errors import InputError
 from fasdistill.schema import Section
+from fasdistill.utils.packaged import packaged_names, resolve_packaged
 
 _Section = Section
 
@@ -255,7 +256,7 @@ BUILTIN_RECIPES = Path(__file__).resolve().with_name("recipes")
 
 def builtin_recipe_names() -> list[str]:
     """The names of the built-in recipes (file stems), sorted."""
-    return sorted(p.stem for p in BUILTIN_RECIPES.glob("*.yaml"))
+    return packaged_names(BUILTIN_RECIPES)
 
 
 def resolve_recipe(recipe: str | os.PathLike[str]) -> Path:
@@ -264,17 +265,7 @@ def resolve_recipe(recipe: str | os.PathLike[str]) -> Path:
     An existing file wins, so a local copy is never shadowed by a built-in of the
     same name; a bare name (no folder) is then looked up among the built-in recipes.
     """
-    path = Path(recipe)
-    if path.is_file():
-        return path
-    if len(path.parts) == 1 and path.suffix in ("", ".yaml", ".yml"):
-        builtin = BUILTIN_RECIPES / f"{path.stem}.yaml"
-        if builtin.is_file():
-            return builtin
-    raise InputError(
-        f"{recipe}: no such recipe file and no built-in recipe of that name; built-in: "
-        f"{', '.join(builtin_recipe_names())} (`fasdistill recipes` describes them)"
-    )
+    return resolve_packaged(recipe, BUILTIN_RECIPES, "recipe", "fasdistill recipes")
 
 
 def load_recipe(

@@ -102,14 +102,7 @@ class NcnnRunner:
         import ncnn
 
         self._ncnn = ncnn
-        self.net = net = ncnn.Net()
-        net.opt.num_threads = threads or 1
-        net.opt.use_fp16_packed = False
-        net.opt.use_fp16_storage = False
-        net.opt.use_fp16_arithmetic = False
-        param = Path(param)
-        if net.load_param(str(param)) != 0 or net.load_model(str(bin_path(param))) != 0:
-            raise InputError(f"{param}: ncnn cannot load the model (and {bin_path(param).name})")
+        self.net = net = open_net(Path(param), threads or 1)
         self._inputs = list(net.input_names())
         self.input_count = len(self._inputs)
         self.input_shape: list[Any] = [1, 3, "height", "width"]
@@ -128,6 +121,20 @@ class NcnnRunner:
         return out
 
 
+def open_net(param: Path, threads: int) -> Any:
+    """An ncnn net of ``param`` and its ``.bin``, fp32 throughout (fp16 storage off)."""
+    import ncnn
+
+    net = ncnn.Net()
+    net.opt.num_threads = threads
+    net.opt.use_fp16_packed = False
+    net.opt.use_fp16_storage = False
+    net.opt.use_fp16_arithmetic = False
+    if net.load_param(str(param)) != 0 or net.load_model(str(bin_path(param))) != 0:
+        raise InputError(f"{param}: ncnn cannot load the model (and {bin_path(param).name})")
+    return net
+
+
 def open_runner(param: Path, threads: int | None = None) -> NcnnRunner:
     return NcnnRunner(param, threads)
 
@@ -136,14 +143,7 @@ def ncnn_scorer(param: str | os.PathLike[str], threads: int) -> Callable[[np.nda
     """Scores P(bona fide) from an ncnn model, one image per extractor run."""
     import ncnn
 
-    net = ncnn.Net()
-    net.opt.num_threads = threads
-    net.opt.use_fp16_packed = False
-    net.opt.use_fp16_storage = False
-    net.opt.use_fp16_arithmetic = False
-    param = Path(param)
-    if net.load_param(str(param)) != 0 or net.load_model(str(bin_path(param))) != 0:
-        raise InputError(f"{param}: ncnn cannot load the model")
+    net = open_net(Path(param), threads)
 
     def score(x: np.ndarray) -> np.ndarray:
         out = []

@@ -24,6 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 from fasdistill.config import _set_path, parse_overrides
 from fasdistill.errors import InputError
 from fasdistill.schema import Section
+from fasdistill.utils.packaged import packaged_names, resolve_packaged
 
 # The studies shipped inside the package (``fasdistill study --list`` lists them).
 BUILTIN_STUDIES = Path(__file__).resolve().parent.parent / "studies"
@@ -248,22 +249,12 @@ class Study(Section):
 
 
 def builtin_study_names() -> list[str]:
-    return sorted(p.stem for p in BUILTIN_STUDIES.glob("*.yaml"))
+    return packaged_names(BUILTIN_STUDIES)
 
 
 def resolve_study(study: str | os.PathLike[str]) -> Path:
     """A study file from a path or a packaged study's name."""
-    path = Path(study)
-    if path.is_file():
-        return path
-    if len(path.parts) == 1 and path.suffix in ("", ".yaml", ".yml"):
-        builtin = BUILTIN_STUDIES / f"{path.stem}.yaml"
-        if builtin.is_file():
-            return builtin
-    raise InputError(
-        f"{study}: no such study file and no packaged study of that name; packaged: "
-        f"{', '.join(builtin_study_names())} (`fasdistill study --list` describes them)"
-    )
+    return resolve_packaged(study, BUILTIN_STUDIES, "study", "fasdistill study --list")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
