@@ -20,7 +20,9 @@ def test_every_format_is_one_entry_that_every_reader_uses() -> None:
     for name, entry in REGISTRY.items():
         assert entry.quantized == name.endswith("-int8")
         assert entry.sidecar == (not name.startswith("onnx"))
-        for function in (entry.converter, entry.scorer_of, entry.reader, entry.writer):
+        reader = entry.reader or formats.SIDECAR_READ  # None: the JSON sidecar's
+        writer = entry.writer or formats.SIDECAR_WRITE
+        for function in (entry.converter, entry.scorer_of, reader, writer):
             assert callable(formats._resolve(function)), function  # names a real function
         assert (entry.source is not None) == (name == "onnx-int8")  # INT8 of the checked fp32
         if entry.sidecar:

@@ -51,6 +51,11 @@ def _resolve(target: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+# The JSON sidecar every format without metadata of its own uses (its module's SIDECAR_FORMAT).
+SIDECAR_READ = "fasdistill.export.sidecar:read"
+SIDECAR_WRITE = "fasdistill.export.sidecar:write"
+
+
 @dataclass(frozen=True)
 class Conversion:
     """What a converter is given: the checked deployable model and what it was checked with."""
@@ -73,11 +78,13 @@ class Format:
     module: str  # the implementing module, e.g. "fasdistill.export.pte"
     converter: str  # "module:function" of (Conversion, path) -> report dict or None
     scorer_of: str  # "module:function" of (path, threads) -> Scorer
-    reader: str  # "module:function" of (path) -> metadata dict, or None when it has none
-    writer: str  # "module:function" of (path, metadata) -> None
     runner_of: str  # "module:function" of (path, threads or None) -> Runner
     quantized: bool = False
     sidecar: bool = True  # metadata in <file>.json; False: inside the file (ONNX)
+    # "module:function" of (path) -> metadata dict or None when it has none, and of
+    # (path, metadata) -> None; None: the JSON sidecar of the module's SIDECAR_FORMAT
+    reader: str | None = None
+    writer: str | None = None
     source: str | None = None  # converted from this format's artifact, not from PyTorch
     thread_safe: bool = False  # one loaded model may be scored from several threads at once
     not_installed: str = ""  # the start of the reason when its runtime is missing
@@ -112,10 +119,15 @@ class Format:
         return _resolve(self.scorer_of)(path, threads)
 
     def read_metadata(self, path: Path) -> dict[str, Any] | None:
-        return _resolve(self.reader)(path)
+        if self.reader is not None:
+            return _resolve(self.reader)(path)
+        return _resolve(SIDECAR_READ)(path, self.sidecar_format())
 
     def write_metadata(self, path: Path, meta: dict[str, Any]) -> None:
-        _resolve(self.writer)(path, meta)
+        if self.writer is not None:
+            _resolve(self.writer)(path, meta)
+        else:
+            _resolve(SIDECAR_WRITE)(path, meta, self.sidecar_format())
 
     def open_runner(self, path: Path, threads: int | None = None) -> Runner:
         return _resolve(self.runner_of)(path, threads)
@@ -149,11 +161,11 @@ def _onnx(name: str, file_name: str, quantized: bool) -> Format:
         module="fasdistill.export.onnx",
         converter=f"{module}:convert",
         scorer_of="fasdistill.export.scoring:onnx_scorer",
-        reader="fasdistill.export.onnx:read_metadata",
-        writer="fasdistill.export.onnx:write_metadata",
         runner_of="fasdistill.export.onnx:open_runner",
         quantized=quantized,
         sidecar=False,
+        reader="fasdistill.export.onnx:read_metadata",
+        writer="fasdistill.export.onnx:write_metadata",
         source="onnx" if quantized else None,
         thread_safe=True,  # ONNX Runtime sessions
     )
@@ -171,8 +183,6 @@ def _program(
         module=f"fasdistill.export.{module}",
         converter=f"fasdistill.export.{module}:convert",
         scorer_of=f"fasdistill.export.{module}:{scorer}",
-        reader=f"fasdistill.export.{module}:read_metadata",
-        writer=f"fasdistill.export.{module}:write_metadata",
         runner_of=f"fasdistill.export.{module}:open_runner",
         quantized=int8,
         not_installed=f"{runtime} is not installed",
@@ -194,8 +204,6 @@ _ALL = (
         module="fasdistill.export.ncnn",
         converter="fasdistill.export.ncnn:convert",
         scorer_of="fasdistill.export.ncnn:ncnn_scorer",
-        reader="fasdistill.export.ncnn:read_metadata",
-        writer="fasdistill.export.ncnn:write_metadata",
         runner_of="fasdistill.export.ncnn:open_runner",
         not_installed="pnnx/ncnn are not installed",
     ),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
-from fasdistill.export import pt2e, sidecar
+from fasdistill.export import pt2e
 from fasdistill.export.formats import Conversion
 from fasdistill.export.onnx import ScoredModel
 
@@ -82,14 +82,6 @@ def export_tflite(
 def convert(conversion: Conversion, path: Path) -> None:
     """The registry's converter: fp32, or int8 when the conversion carries calibration crops."""
     export_tflite(conversion.model, conversion.meta, path, conversion.calibration)
-
-
-def read_metadata(path: Path) -> dict[str, Any] | None:
-    return sidecar.read(path, SIDECAR_FORMAT)
-
-
-def write_metadata(path: Path, meta: dict[str, Any]) -> None:
-    sidecar.write(path, meta, SIDECAR_FORMAT)
 
 
 class TfliteRunner:

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from fasdistill.errors import InputError
-from fasdistill.export import sidecar
 from fasdistill.export.formats import Conversion
 
 EXTRA = "pip install 'fasdistill[ncnn]'"
@@ -81,15 +80,6 @@ def companion_files(param: Path) -> list[Path]:
 def convert(conversion: Conversion, param: Path) -> None:
     """The registry's converter (fp32 only: the pip packages bring no int8 calibration)."""
     export_ncnn(conversion.model, conversion.meta, param)
-
-
-def read_metadata(param: Path) -> dict[str, Any] | None:
-    return sidecar.read(param, SIDECAR_FORMAT)
-
-
-def write_metadata(param: Path, meta: dict[str, Any]) -> None:
-    """``<file>.param.json``: preprocessing, classes and threshold, as for ExecuTorch."""
-    sidecar.write(param, meta, SIDECAR_FORMAT)
 
 
 class NcnnRunner:

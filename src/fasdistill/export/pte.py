@@ -101,14 +101,6 @@ def convert(conversion: Conversion, path: Path) -> None:
     export_pte(conversion.model, conversion.meta, path, conversion.calibration)
 
 
-def read_metadata(path: Path) -> dict[str, Any] | None:
-    return sidecar.read(path, SIDECAR_FORMAT)
-
-
-def write_metadata(path: Path, meta: dict[str, Any]) -> None:
-    sidecar.write(path, meta, SIDECAR_FORMAT)
-
-
 class PteRunner:
     """Every output of a ``.pte`` program's ``forward`` (the registry's runner)."""
 
