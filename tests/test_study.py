@@ -257,7 +257,7 @@ def test_runs_go_to_submitit_and_a_run_can_be_a_torchrun_job(tmp_path: Path, ind
 @pytest.mark.parametrize("name", builtin_study_names())
 def test_every_packaged_study_passes_its_pre_run_checks(name: str, tmp_path: Path) -> None:
     """Each run's recipe and overrides load and its cache settings hold (nothing written)."""
-    from fasdistill.study.run import check_jobs
+    from fasdistill.study.jobs import check_jobs
 
     study = load_study(name)
     check_jobs(study, plan(study), tmp_path / "out")
@@ -318,7 +318,7 @@ def test_the_documented_study_file_is_a_valid_study() -> None:
 
 def test_a_student_declares_its_terms(tmp_path: Path, index: Path) -> None:
     from fasdistill.config import load_recipe
-    from fasdistill.study.run import check_jobs
+    from fasdistill.study.jobs import check_jobs
 
     study_file = write_study(tmp_path, {"a": index})
     terms = "students.kd.terms=[{kind: dkd, weight: 1.0, beta: 2.0}]"

@@ -114,10 +114,11 @@ def _run_study(args: argparse.Namespace) -> int:
     protocols, students = _names(args.protocols), _names(args.students)
     seeds = _seeds(args.seeds)
     out = args.out or Path("runs") / study.name
-    jobs = plan(study, protocols, students, seeds)
-    from fasdistill.study.run import Executor, run_study, tabulate
+    from fasdistill.study.executors import Executor
+    from fasdistill.study.run import run_study, tabulate
 
     if args.table_only:
+        jobs = plan(study, protocols, students, seeds)
         for path in args.results or [None]:
             if path is not None:
                 print(f"<!-- fasdistill study {args.study} --table-only --results {path} -->")

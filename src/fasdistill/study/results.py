@@ -46,12 +46,7 @@ def merge_results(
     if not path.exists() or replace:
         return payload, []
     stored = read_results_file(path)
-    for key in ("budget", "data"):
-        if key in stored and stored[key] != payload.get(key):
-            raise InputError(
-                f"{path} holds runs of another {key} ({stored[key]}, now {payload.get(key)}); "
-                "use another --out"
-            )
+    check_compatible(path, stored, payload)
     kept = sorted(set(stored["results"]) - set(payload["results"]))
     merged = dict(payload)
     merged["results"] = {k: stored["results"][k] for k in kept} | payload["results"]
@@ -59,6 +54,17 @@ def merge_results(
         merged[key] = [*stored[key], *(v for v in payload[key] if v not in stored[key])]
     merged["seeds"] = sorted(set(stored["seeds"]) | set(payload["seeds"]))
     return merged, kept
+
+
+def check_compatible(path: Path, stored: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Runs of another budget or data are not merged: ``path`` (holding ``stored``) is
+    refused for a study of these ``settings`` (its ``budget`` and ``data``)."""
+    for key in ("budget", "data"):
+        if key in stored and stored[key] != settings.get(key):
+            raise InputError(
+                f"{path} holds runs of another {key} ({stored[key]}, now {settings.get(key)}); "
+                "use another --out"
+            )
 
 
 def test_fingerprint(index: Path) -> dict[str, Any]:

@@ -386,6 +386,14 @@ def plan(
     return jobs
 
 
+def plan_names(jobs: list[Job]) -> tuple[list[str], list[str], list[int]]:
+    """The protocols, students and seeds a plan covers, in plan order (seeds sorted)."""
+    protocols = list(dict.fromkeys(job.protocol for job in jobs))
+    students = list(dict.fromkeys(job.run for job in jobs if not job.is_teacher))
+    seeds = sorted({job.seed for job in jobs if job.seed is not None})
+    return protocols, students, seeds
+
+
 def run_config(study: Study, job: Job, teachers: list[Path]) -> tuple[str, list[str]]:
     """The recipe and the overrides of one run; the budget is set in steps."""
     b = study.budget

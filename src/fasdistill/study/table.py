@@ -25,9 +25,14 @@ HEADER = (
 RULE = "|---|---|---|---|---|---|---|---|---|"
 
 
+def dev_key(record: dict[str, Any]) -> tuple[float, float]:
+    """How dev ranks runs: the lower dev ACER, then the higher dev AUC (test never ranks)."""
+    return record["dev"]["acer"], -record["dev"]["auc"]
+
+
 def dev_best(teachers: Results) -> str:
     """The teacher (name -> result) with the lowest dev ACER, then the highest dev AUC."""
-    return min(teachers, key=lambda n: (teachers[n]["dev"]["acer"], -teachers[n]["dev"]["auc"]))
+    return min(teachers, key=lambda n: dev_key(teachers[n]))
 
 
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
