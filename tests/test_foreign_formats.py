@@ -22,7 +22,7 @@ from torch import nn
 from fasdistill.cli import main
 from fasdistill.config import TeacherSpec
 from fasdistill.data.loader import read_crop_index
-from fasdistill.distill.teacher import ForeignTeacher, load_teacher
+from fasdistill.distill.teachers import ForeignTeacher, load_teacher
 from fasdistill.errors import InputError
 from fasdistill.export.formats import REGISTRY
 from fasdistill.infer.calibrate import load_scores

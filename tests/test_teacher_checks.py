@@ -13,7 +13,8 @@ from torch import nn
 
 from fasdistill.cli import main
 from fasdistill.config import TeacherSpec
-from fasdistill.distill.teacher import OnnxTeacher, probe_batch
+from fasdistill.distill.batches import probe_batch
+from fasdistill.distill.teachers import OnnxTeacher
 from fasdistill.errors import InputError
 from support import make_index
 from test_distill import make_teacher

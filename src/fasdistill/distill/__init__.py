@@ -21,10 +21,11 @@ _WHERE = {
     "distilled": "fasdistill.distill.run",
     "fit": "fasdistill.distill.run",
     "FeatureTaps": "fasdistill.distill.taps",
-    "OnnxTeacher": "fasdistill.distill.teacher",
+    "ForeignTeacher": "fasdistill.distill.teachers",
+    "OnnxTeacher": "fasdistill.distill.teachers",
     "Teacher": "fasdistill.distill.teacher",
     "TorchTeacher": "fasdistill.distill.teacher",
-    "load_teacher": "fasdistill.distill.teacher",
+    "load_teacher": "fasdistill.distill.teachers",
 }
 __all__ = sorted(_WHERE)
 

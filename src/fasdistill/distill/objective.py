@@ -20,7 +20,8 @@ from fasdistill.data.loader import CropDataset, CropIndex, is_view_only, keeps_g
 from fasdistill.distill.adapters import make_adapter
 from fasdistill.distill.methods import FEATURE_KINDS, Method, TermContext, TermInputs
 from fasdistill.distill.taps import FeatureTaps
-from fasdistill.distill.teacher import Teacher, load_teacher
+from fasdistill.distill.teacher import Teacher
+from fasdistill.distill.teachers import load_teacher
 from fasdistill.engine.objective import Batch, Objective, supervised_terms
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel

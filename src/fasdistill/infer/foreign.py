@@ -26,7 +26,7 @@ operating point ``calibrate`` writes (docs/predict.md has the table)::
 below both the inference and the SWAP stages). The scorer converts our
 preprocessed crops to the model's own preprocessing and its output to
 P(bona fide), exactly as a teacher from elsewhere does
-(:class:`fasdistill.distill.teacher.ForeignTeacher`). ``score`` imports the user's
+(:class:`fasdistill.distill.teachers.ForeignTeacher`). ``score`` imports the user's
 own module, by their explicit choice; nothing from the model file is executed.
 """
 
@@ -204,7 +204,7 @@ def foreign_scorer(
     """P(bona fide) of our preprocessed crops through the model's own preprocessing."""
     import torch
 
-    from fasdistill.distill.teacher import ForeignTeacher
+    from fasdistill.distill.teachers import ForeignTeacher
     from fasdistill.models import bonafide_score
 
     spec, source = foreign_spec(path)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from fasdistill.data.loader import CropIndex
-from fasdistill.distill.teacher import ForeignTeacher
+from fasdistill.distill.teachers import ForeignTeacher
 from fasdistill.errors import InputError
 from fasdistill.infer.foreign import SIDECAR_KEYS, foreign_spec, sidecar_for
 from fasdistill.models import bonafide_score
