@@ -35,6 +35,11 @@ def dev_best(teachers: Results) -> str:
     return min(teachers, key=lambda n: dev_key(teachers[n]))
 
 
+def recipe_name(record: dict[str, Any]) -> str:
+    """A run's recipe as ``--recipe`` takes it (older records: ``recipes/<name>.yaml``)."""
+    return record["recipe"].rsplit("/", 1)[-1].removesuffix(".yaml")
+
+
 def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     mean = statistics.fmean(values) * scale
     if len(values) < 2:
@@ -117,12 +122,12 @@ def protocol_table(study: Study, results: Results, p: str, students: list[str]) 
     if teacher is None:
         return []
     synth = study.data.synthspoof
-    hard = synth is not None and synth.difficulty != 0.5
-    suffix = f", difficulty {synth.difficulty:g}" if synth is not None and hard else ""
+    hard = synth is not None and synth.difficulty != 0.5  # the title names a non-default one
+    suffix = f", difficulty {synth.difficulty:g}" if hard and synth is not None else ""
     crops = teacher.get("test_set", {}).get("crops")
     test_set = f"; test set: {crops} crops)" if crops else ")"
     lines = [
-        f"**{p}{suffix}** (teacher: `{teacher['recipe'].rsplit('/', 1)[-1].removesuffix('.yaml')}`"
+        f"**{p}{suffix}** (teacher: `{recipe_name(teacher)}`"
         f", test ACER {100 * teacher['test']['acer']:.1f} %, "
         f"AUC {teacher['test']['auc']:.3f}, dev ACER {100 * teacher['dev']['acer']:.1f} %, "
         f"{teacher['train_seconds'] / 60:.1f} min" + test_set,
@@ -179,7 +184,7 @@ def teacher_notes(study: Study, results: Results, p: str, students: list[str]) -
 
 def _recipe_text(study: Study, run: str, record: dict[str, Any]) -> str:
     """A teacher run's recipe name and its own overrides (beyond the budget's)."""
-    name = record["recipe"].rsplit("/", 1)[-1].removesuffix(".yaml")
+    name = recipe_name(record)
     teacher, seed = study.teacher_runs()[run]
     own = list(study.teachers[teacher].overrides)
     own += [f"train.seed={seed}"] if seed != study.teachers[teacher].seeds[0] else []
@@ -243,13 +248,12 @@ def summary_table(
 
     def cell(prefix_runs: Callable[[str], list[float]], column: str) -> str:
         members = [m for m in groups.get(column, [column]) if m in shown]
-        values = [v for m in members for v in prefix_runs(m)]
-        if not values:
+        per = [v for v in map(prefix_runs, members) if v]  # the members with runs
+        if not per:
             return "-"
         if column in groups:  # mean over seeds per member, then over members
-            per = [prefix_runs(m) for m in members if prefix_runs(m)]  # members with runs
             return mean_std([statistics.fmean(v) for v in per])
-        return mean_std(values)
+        return mean_std(per[0])
 
     def teacher(m: str) -> list[float]:
         record = results.get(f"{m}/{study.table.teacher}")
