@@ -32,6 +32,8 @@ _Section = Section
 class ModelConfig(_Section):
     name: str = "swapnet"
     aux: list[Literal["pixel", "fourier"]] = Field(default_factory=list)
+    # The architecture string of a model family (searchnet: ``fasdistill search``'s students)
+    arch: str | None = None
 
 
 class AugmentConfig(_Section):

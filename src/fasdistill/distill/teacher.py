@@ -43,7 +43,7 @@ from fasdistill.distill.batches import (
 )
 from fasdistill.engine.checkpoint import load_deployable_state
 from fasdistill.errors import InputError
-from fasdistill.models import FASModel, build_model
+from fasdistill.models import FASModel, build_model, model_kwargs
 from fasdistill.utils.hashing import sha256_file
 from fasdistill.utils.text import one_line
 
@@ -151,7 +151,9 @@ class TorchTeacher(Teacher):
         self.classes = tuple(meta["classes"])
         self.input_size = int(meta["input_size"])
         aux = tuple(meta.get("aux", ())) if "aux" in state else ()
-        net = build_model(meta["model"], num_classes=len(self.classes), aux=aux)
+        net = build_model(
+            meta["model"], num_classes=len(self.classes), aux=aux, **model_kwargs(meta)
+        )
         try:
             net.deployable().load_state_dict(state["model"])
             if aux:

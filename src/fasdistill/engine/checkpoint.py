@@ -21,7 +21,7 @@ from fasdistill.config import RunConfig, dump_recipe
 from fasdistill.data.loader import COLOUR_ORDER, MEAN, STD, CropIndex
 from fasdistill.engine.provenance import versions
 from fasdistill.errors import InputError
-from fasdistill.models import DeployableFAS, FASModel, build_model
+from fasdistill.models import DeployableFAS, FASModel, build_model, model_kwargs
 from fasdistill.utils.atomic import atomic_write_bytes
 from fasdistill.utils.sniff import model_format
 from fasdistill.utils.text import first_line, strip_ansi
@@ -131,6 +131,7 @@ def save_deployable(
             "aux": model.aux.state_dict(),
             "meta": {
                 "model": config.model.name,
+                **model_kwargs(config.model.model_dump()),
                 "role": model.role,
                 "aux": list(model.aux.keys()),
                 "classes": list(index.classes),
@@ -180,6 +181,8 @@ def load_deployable(path: str | os.PathLike[str]) -> tuple[DeployableFAS, dict[s
     """The deployable model of a ``best.pt`` (eval mode) and its metadata."""
     state = load_deployable_state(path)
     meta = state["meta"]
-    model = build_model(meta["model"], num_classes=len(meta["classes"])).deployable()
+    model = build_model(
+        meta["model"], num_classes=len(meta["classes"]), **model_kwargs(meta)
+    ).deployable()
     model.load_state_dict(state["model"])
     return model.eval(), meta

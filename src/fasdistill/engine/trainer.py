@@ -40,7 +40,7 @@ from fasdistill.engine.optim import Optimisation, planned_epochs
 from fasdistill.engine.rundir import RunLogger, check_run_dir, init_run_dir
 from fasdistill.engine.state import TrainState
 from fasdistill.errors import FasDistillError, InputError
-from fasdistill.models import FASModel, build_model
+from fasdistill.models import FASModel, build_model, model_kwargs
 
 # Builds what a run optimises from its recipe, student, index, input size and device.
 ObjectiveFactory = Callable[[RunConfig, FASModel, CropIndex, int, torch.device], Objective]
@@ -103,7 +103,10 @@ def train(
         torch.manual_seed(config.train.seed)
         random.seed(config.train.seed)
         model = build_model(
-            config.model.name, num_classes=len(index.classes), aux=tuple(config.model.aux)
+            config.model.name,
+            num_classes=len(index.classes),
+            aux=tuple(config.model.aux),
+            **model_kwargs(config.model.model_dump()),
         )
         input_size = config.data.input_size or model.input_size
         model.to(info.device)

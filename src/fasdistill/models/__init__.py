@@ -9,7 +9,7 @@ from __future__ import annotations
 # Registration order is table order: teachers first.
 from fasdistill.models import teachers  # isort: split
 
-from fasdistill.models import students
+from fasdistill.models import searchnet, students
 from fasdistill.models.base import DeployableFAS, FASModel, bonafide_score
 from fasdistill.models.heads import AUX_HEADS, fourier_target, pixel_map_target
 from fasdistill.models.registry import (
@@ -18,12 +18,13 @@ from fasdistill.models.registry import (
     count_macs,
     count_params,
     get_spec,
+    model_kwargs,
     model_specs,
     models_table,
     register,
 )
 
-del students, teachers  # imported for their registrations only
+del searchnet, students, teachers  # imported for their registrations only
 
 __all__ = [
     "AUX_HEADS",
@@ -36,6 +37,7 @@ __all__ = [
     "count_params",
     "fourier_target",
     "get_spec",
+    "model_kwargs",
     "model_specs",
     "models_table",
     "pixel_map_target",

@@ -122,6 +122,15 @@ def build_model(
     return model
 
 
+def model_kwargs(meta: dict[str, object]) -> dict[str, object]:
+    """The builder arguments a checkpoint's metadata (or a recipe's model section) records.
+
+    Only SearchNet takes one today: its architecture string ``arch``.
+    """
+    arch = meta.get("arch")
+    return {} if arch is None else {"arch": arch}
+
+
 def count_params(module: nn.Module) -> int:
     """Number of parameters (trainable or not) of ``module``; shared ones count once."""
     return sum(p.numel() for p in module.parameters())
