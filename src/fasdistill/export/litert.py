@@ -55,8 +55,9 @@ def export_tflite(
     import litert_torch
 
     size = int(meta["input_size"])
+    channels = int(meta.get("input_channels", 3))  # 3 (RGB) but for latency probes
     scored = ScoredModel(model).eval()
-    example = (torch.zeros(1, 3, size, size),)
+    example = (torch.zeros(1, channels, size, size),)
     # The converter reports its progress on stdout: the CLI sends that to third_party.log.
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

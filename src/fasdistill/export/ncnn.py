@@ -50,13 +50,14 @@ def export_ncnn(model: nn.Module, meta: dict[str, Any], param: str | os.PathLike
 
     param = Path(param)
     size = int(meta["input_size"])
+    channels = int(meta.get("input_channels", 3))  # 3 (RGB) but for latency probes
     with tempfile.TemporaryDirectory(dir=param.parent) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         work = Path(tmp)
         pnnx.export(
             model.eval(),
             str(work / "model.pt"),
-            inputs=(torch.zeros(1, 3, size, size),),
+            inputs=(torch.zeros(1, channels, size, size),),
             ncnnparam=str(work / "model.param"),
             ncnnbin=str(work / "model.bin"),
             fp16=False,

@@ -192,8 +192,9 @@ def export_onnx(model: nn.Module, meta: dict[str, Any], path: str | os.PathLike[
 
     path = Path(path)
     size = int(meta["input_size"])
+    channels = int(meta.get("input_channels", 3))  # 3 (RGB) but for latency probes
     scored = ScoredModel(model).eval().cpu()
-    dummy = torch.zeros(1, 3, size, size)
+    dummy = torch.zeros(1, channels, size, size)
     axes = {INPUT_NAME: {0: "batch"}} | {name: {0: "batch"} for name in OUTPUT_NAMES}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*TorchScript-based ONNX export.*")

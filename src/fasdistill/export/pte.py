@@ -59,8 +59,9 @@ def export_pte(
     if not available():
         raise InputError(f"{path}: ExecuTorch is not installed ({EXTRA})")
     size = int(meta["input_size"])
+    channels = int(meta.get("input_channels", 3))  # 3 (RGB) but for latency probes
     scored = ScoredModel(model).eval()
-    example = (torch.zeros(1, 3, size, size),)
+    example = (torch.zeros(1, channels, size, size),)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if calibration is None:
