@@ -266,6 +266,12 @@ def calibrate(
     """
     check_resamples(bootstrap, confidence)
     model = open_model(model_path)
+    if model.kind == "cascade":
+        raise InputError(
+            f"{model.path}: a cascade is not calibrated as one model: its band was chosen on dev "
+            "for its members' thresholds; calibrate each member, then rebuild it with "
+            "fasdistill cascade"
+        )
     data = Path(data)
     from_file = data.suffix.lower() == ".csv" and data.name != "index.csv"
     level = level or model.meta.get("threshold_level") or "frame"

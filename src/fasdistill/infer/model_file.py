@@ -37,7 +37,8 @@ class ModelFile:
     """A model file and its decoded metadata; ``kind`` names the runtime it runs in."""
 
     path: Path
-    kind: str  # "pytorch", a registered format's name, or "foreign" (any format + YAML sidecar)
+    kind: str  # "pytorch", a registered format's name, "foreign" (any format + YAML sidecar)
+    # or "cascade" (two model files: fasdistill.infer.cascade.CascadeModel)
     meta: dict[str, Any]  # a foreign model's also names its ``format``
 
     @property
@@ -81,9 +82,14 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
 
     The format comes from the suffix (:mod:`fasdistill.export.formats`); its entry
     reads the metadata our exports carry. A file without it is a model from
-    elsewhere, described by a YAML sidecar (:mod:`fasdistill.infer.foreign`).
+    elsewhere, described by a YAML sidecar (:mod:`fasdistill.infer.foreign`). A cascade
+    (``model.cascade.json`` or its folder) opens as one model (:mod:`fasdistill.infer.cascade`).
     """
     path = Path(path)
+    from fasdistill.infer.cascade import is_cascade, open_cascade
+
+    if is_cascade(path):
+        return open_cascade(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a model file")
     if not path.is_file():
