@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from fasdistill import __version__
+from fasdistill.cli.cascade import add_cascade
 from fasdistill.cli.data import add_metrics, add_models, add_prepare, add_synth
 from fasdistill.cli.deploy import add_export, add_swap
 from fasdistill.cli.infer import add_calibrate, add_predict
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_swap(sub)
     add_calibrate(sub)
+    add_cascade(sub)
     add_predict(sub)
     return parser
 

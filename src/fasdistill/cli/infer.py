@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from fasdistill.infer.model_file import ModelFile
     from fasdistill.infer.predict import Predictor
     from fasdistill.infer.video import VideoOptions
 
@@ -158,7 +159,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("paths", nargs="+", type=Path, help="images, videos or folders (recursive)")
     p.add_argument(
-        "--model", required=True, type=Path, help="best.pt, .onnx, .pte, .tflite or ncnn .param"
+        "--model",
+        required=True,
+        type=Path,
+        help="best.pt, .onnx, .pte, .tflite, ncnn .param or a cascade's model.cascade.json",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per file (JSON lines)")
     p.add_argument("--detector", help="face detector (default: the one the crops were made with)")
@@ -242,7 +246,7 @@ def _run_predict(args: argparse.Namespace) -> int:
     video = VideoOptions(frames=args.frames, window=args.window, rule=args.video_rule)
     video.validate()
     predictor = Predictor.from_file(args.model, options)
-    if predictor.model.kind == "pytorch":  # torch's thread pool is the process's: ours here
+    if "pytorch" in _kinds(predictor.model):  # torch's thread pool is the process's: ours here
         import torch
 
         torch.set_num_threads(args.threads)
@@ -256,6 +260,15 @@ def _run_predict(args: argparse.Namespace) -> int:
         os.close(devnull)
         return SIGPIPE_EXIT
     return 0
+
+
+def _kinds(model: ModelFile) -> set[str]:
+    """The kinds of model file that run: a cascade's members, or the model itself."""
+    from fasdistill.infer.cascade import CascadeModel
+
+    if isinstance(model, CascadeModel):
+        return {model.small.kind, model.large.kind}
+    return {model.kind}
 
 
 def _predict_files(
