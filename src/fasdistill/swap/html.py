@@ -20,10 +20,13 @@ from matplotlib.ticker import FuncFormatter
 from fasdistill.metrics.pad import error_curve
 from fasdistill.metrics.plots import _DET_CLIP, _DET_TICKS, _png, _probit, _subsample
 from fasdistill.metrics.scores import read_scores
+from fasdistill.swap.ratios import speed_ms
 from fasdistill.swap.summary import (
     RATIOS_LEGEND,
     accuracy_notes,
+    cascade_notes,
     cell_missing,
+    latency_text,
     left_out_lines,
     omitted_lines,
     ratio_rows,
@@ -64,7 +67,7 @@ def pareto_png(swap: dict[str, Any]) -> bytes:
     for i, m in enumerate(swap["models"]):
         if runtime not in m["latency"]:
             continue  # a missing cell: listed under "Left out" on the page
-        x = m["latency"][runtime]["batch1"]["median_ms"]
+        x = speed_ms(m, runtime)  # a cascade's mean
         y = 100 * m["test"]["acer"]
         size = 40 + 400 * m["weight"]["params"] / biggest
         on_front = m["label"] in swap["pareto"]
@@ -115,7 +118,7 @@ def det_png(swap: dict[str, Any], root: Path) -> bytes:
 
 
 def latency_png(swap: dict[str, Any]) -> bytes:
-    """Batch-1 median latency per runtime and model, p95 as the whisker."""
+    """Batch-1 median latency per runtime and model (a cascade's mean), p95 as the whisker."""
     runtimes = swap["options"]["runtimes"]
     models = swap["models"]
     fig = Figure(figsize=(6.4, 3.6))
@@ -124,7 +127,7 @@ def latency_png(swap: dict[str, Any]) -> bytes:
     for i, m in enumerate(models):
         xs = np.arange(len(runtimes)) + (i - (len(models) - 1) / 2) * width
         nan = {"median_ms": float("nan"), "p95_ms": float("nan")}  # runtime it does not run in
-        med = [m["latency"].get(r, {"batch1": nan})["batch1"]["median_ms"] for r in runtimes]
+        med = [speed_ms(m, r) if r in m["latency"] else nan["median_ms"] for r in runtimes]
         p95 = [m["latency"].get(r, {"batch1": nan})["batch1"]["p95_ms"] for r in runtimes]
         err = [np.zeros(len(med)), np.subtract(p95, med)]
         ax.bar(xs, med, width, yerr=err, color=_colour(i), label=m["label"], capsize=2)
@@ -136,7 +139,8 @@ def latency_png(swap: dict[str, Any]) -> bytes:
     ax.set_xticks(np.arange(len(runtimes)), runtimes)
     ax.set_yscale("log")
     _plain_log_ticks(ax.yaxis)
-    ax.set_ylabel("ms per image (log; whisker: p95)")
+    mean = any(m.get("latency_statistic") == "mean" for m in models)
+    ax.set_ylabel(f"ms per image (log; whisker: p95{'; cascades: mean' if mean else ''})")
     ax.set_title(
         f"Latency per runtime, batch 1, {swap['options']['threads']} thread(s)", fontsize=9
     )
@@ -207,7 +211,9 @@ def speed_table(swap: dict[str, Any]) -> str:
             for key in keys:
                 if key in lat:
                     capped = ", capped" if lat[key].get("capped") else ""
-                    cells.append(f"{lat[key]['median_ms']:.3f} ({lat[key]['runs']}{capped})")
+                    ms = speed_ms(m, runtime, int(key.removeprefix("batch")))
+                    mean = " mean" if m.get("latency_statistic") == "mean" else ""
+                    cells.append(f"{ms:.3f}{mean} ({lat[key]['runs']}{capped})")
                 else:
                     cells.append(f'<span class="missing">missing: {html.escape(why or "")}</span>')
             row = [html.escape(m["label"]), html.escape(runtime), *cells]
@@ -241,7 +247,7 @@ def render(swap: dict[str, Any], root: Path) -> str:
         missing = cell_missing(m, runtime)
         power = m["power"].get(runtime)
         if missing is None and power is not None:
-            latency = f"{m['latency'][runtime]['batch1']['median_ms']:.3f}"
+            latency = html.escape(latency_text(m, runtime))
             speedup = f"{ratio[runtime]['speedup']:.1f}x" if runtime in ratio else "–"
             energy = (
                 f"{1e3 * power['energy_j']:.3f} mJ<br>"
@@ -294,7 +300,7 @@ def render(swap: dict[str, Any], root: Path) -> str:
         if left_out
         else ""
     )
-    notes = omitted_lines(swap) + accuracy_notes(swap)
+    notes = omitted_lines(swap) + accuracy_notes(swap) + cascade_notes(swap)
     omitted_html = (
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in notes) + "</ul>"
         if notes

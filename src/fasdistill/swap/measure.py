@@ -4,7 +4,9 @@ The first model is the reference (the teacher); every other figure is also given
 as a ratio to it (:mod:`fasdistill.swap.ratios`). Every model file and sidecar is
 opened and checked before any work starts. Models are then exported and checked
 (:mod:`fasdistill.export`), and timed per runtime with all models interleaved in
-one process, so their ratios survive a noisy machine.
+one process, so their ratios survive a noisy machine. A cascade
+(:mod:`fasdistill.swap.cascade`) gets one row, timed on real test faces, its speed
+the mean per face.
 
 One failing cell never sinks the report: an artifact that is not written (its
 parity gate refused it) or a runtime that fails while scoring, timing or
@@ -40,8 +42,16 @@ from fasdistill.export.pipeline import (
     split_metrics,
     torch_scorer,
 )
+from fasdistill.infer.cascade import is_cascade
 from fasdistill.metrics.scores import ScoreSet, write_scores
 from fasdistill.swap import gpu
+from fasdistill.swap.cascade import (
+    CheckedCascade,
+    RealFaces,
+    cascade_entry,
+    check_cascade,
+    compute_energy,
+)
 from fasdistill.swap.foreign import ForeignModel
 from fasdistill.swap.options import AXES, DEFAULT_RUNTIMES, RUNTIMES, SwapOptions
 from fasdistill.swap.power import (
@@ -50,7 +60,7 @@ from fasdistill.swap.power import (
     inferences_per_battery_percent,
     measure_rapl_j,
 )
-from fasdistill.swap.ratios import compare, headline_runtime, pareto_front
+from fasdistill.swap.ratios import compare, headline_runtime, pareto_front, speed_ms
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.latency import interleaved_latency
 from fasdistill.utils.machine import machine
@@ -65,12 +75,18 @@ def labels_for(paths: list[Path]) -> list[str]:
     """Short unique names: the fewest trailing run-directory parts that tell models apart.
 
     ``runs/intra/kd/seed0/checkpoints/best.pt`` is ``seed0`` alone, ``kd/seed0`` beside
-    ``scratch/seed0``; a file outside a ``checkpoints`` folder is named by its path.
+    ``scratch/seed0``; a cascade by its folder; a file outside a ``checkpoints`` folder
+    is named by its path.
     """
     parts = []
     for path in paths:
         path = Path(path)
-        base = path.parent.parent if path.parent.name == "checkpoints" else path.with_suffix("")
+        if is_cascade(path):
+            base = path if path.is_dir() else path.parent
+        elif path.parent.name == "checkpoints":
+            base = path.parent.parent
+        else:
+            base = path.with_suffix("")
         parts.append(base.resolve().parts)
     for depth in range(1, max(len(p) for p in parts) + 1):
         labels = ["/".join(p[-depth:]) for p in parts]
@@ -81,13 +97,15 @@ def labels_for(paths: list[Path]) -> list[str]:
 
 @dataclass
 class Candidate:
-    """A model opened and checked before any work: ours (model + meta) or a foreign ONNX."""
+    """A model opened and checked before any work: ours (model + meta), a model from
+    elsewhere, or a cascade."""
 
     path: Path
     label: str
     model: torch.nn.Module | None = None
     meta: dict[str, Any] | None = None
     foreign: ForeignModel | None = None
+    cascade: CheckedCascade | None = None
 
 
 def check_models(
@@ -101,7 +119,8 @@ def check_models(
 
     A checkpoint is loaded and its crop scale compared with the index's; a
     third-party ONNX model's sidecar is read and the model run once on a dummy
-    batch (:class:`~fasdistill.swap.foreign.ForeignModel`).
+    batch (:class:`~fasdistill.swap.foreign.ForeignModel`); a cascade's members are
+    opened and its runtime checked (:func:`~fasdistill.swap.cascade.check_cascade`).
     """
     candidates = []
     labels = labels or labels_for(checkpoints)
@@ -109,6 +128,9 @@ def check_models(
         raise InputError(f"model labels must be unique, one per model; got {labels}")
     for path, label in zip(checkpoints, labels, strict=True):
         path = Path(path)
+        if is_cascade(path):
+            candidates.append(Candidate(path, label, cascade=check_cascade(path, index, options)))
+            continue
         if format_of_suffix(path) is not None:  # a model file from elsewhere
             model = ForeignModel(path, index, options.threads)
             if options.runtimes[0] != model.format.name:
@@ -197,7 +219,14 @@ def run_swap(
     for i, c in enumerate(candidates):
         step = f"[{i + 1}/{len(candidates)}] {c.label}"
         started = time.perf_counter()
-        if c.foreign is not None:
+        if c.cascade is not None:
+            runs_in = c.cascade.runs_in
+            log(f"{step}: scoring dev and test in {runs_in} ({_eta(i, len(candidates), start)})")
+            prefixed = functools.partial(_prefixed, log, f"{step}: ")
+            entry, scores = cascade_entry(
+                c.label, c.cascade, index, options, callers, prefixed, _scoring_progress
+            )
+        elif c.foreign is not None:
             log(f"{step}: scoring dev and test in ONNX Runtime ({_eta(i, len(candidates), start)})")
             prefixed = functools.partial(_prefixed, log, f"{step}: ")
             entry, scores = _foreign(c, index, options, callers, prefixed)
@@ -359,7 +388,9 @@ def _time_all(
     """Per runtime and batch size, every model timed in one interleaved loop, time-capped.
 
     A model whose runtime fails mid-loop is dropped from that runtime (its cell is
-    missing, with the reason); the others finish.
+    missing, with the reason); the others finish. A cascade scores the next real test
+    faces at each call (:class:`~fasdistill.swap.cascade.RealFaces`); its cell also
+    records how many went on to the large member.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {
         r: {m["label"]: {} for m in models} for r in callers
@@ -379,9 +410,15 @@ def _time_all(
         )
         sizes = {label: by_label[label]["input_size"] for label in calls}
         inputs = {label: np.zeros((batch, 3, n, n), np.float32) for label, n in sizes.items()}
+        real = {label: c for label, c in calls.items() if isinstance(c, RealFaces)}
+        for c in real.values():
+            c.take_stats()  # count this loop's faces only
         failed: dict[str, str] = {}
         timed = interleaved_latency(
-            {label: (lambda c=c, x=inputs[label]: c(x)) for label, c in calls.items()},
+            {
+                label: c.cycle(batch) if label in real else (lambda c=c, x=inputs[label]: c(x))
+                for label, c in calls.items()
+            },
             min_runs=options.latency_runs,
             min_seconds=options.latency_seconds,
             batch=batch,
@@ -390,11 +427,14 @@ def _time_all(
         )
         for label, stats in timed.items():
             out[runtime][label][f"batch{batch}"] = stats.as_dict()
+            if label in real:  # warm-up included
+                out[runtime][label][f"batch{batch}"]["cascade"] = real[label].take_stats()
         for label, why in failed.items():
             by_label[label]["missing"][runtime] = f"batch {batch}: {why}"
             del calls[label]
         results = ", ".join(
-            f"{k} {v.median_ms:.3f} ms ({v.runs} run{'s' * (v.runs != 1)}"
+            f"{k} {f'mean {v.mean_ms:.3f}' if k in real else f'{v.median_ms:.3f}'} ms "
+            f"({v.runs} run{'s' * (v.runs != 1)}"
             f"{', capped' if v.capped else ''})"
             for k, v in timed.items()
         )
@@ -407,7 +447,9 @@ def _power(model: dict[str, Any], callers: Callers, options: SwapOptions) -> dic
     """Energy per batch-1 inference per runtime: RAPL when readable, else both models.
 
     A counter measurement runs at most ``latency_max_seconds``; a runtime that fails
-    during it is a missing cell.
+    during it is a missing cell. A cascade's figures are per face, on real test faces:
+    its mean latency, and the compute model of the small member plus the large one
+    times the share passed on.
     """
     weight, profile = model["weight"], options.profile
     size = model["input_size"]
@@ -415,9 +457,11 @@ def _power(model: dict[str, Any], callers: Callers, options: SwapOptions) -> dic
     out = {}
     for runtime in model["latency"]:
         int8 = runtime.endswith("int8")
-        latency_s = model["latency"][runtime]["batch1"]["median_ms"] / 1e3
+        latency_s = speed_ms(model, runtime) / 1e3
         moved = bytes_moved(weight["params"], weight["activation_elements"], 1 if int8 else 4)
         compute = compute_energy_j(weight["macs"], moved, int8, profile)
+        if "cascade" in model:
+            compute = compute_energy(model, profile)
         active = active_power_energy_j(latency_s, profile)
         entry = {
             "modelled_compute_j": compute,
@@ -434,11 +478,12 @@ def _power(model: dict[str, Any], callers: Callers, options: SwapOptions) -> dic
         bound = int(options.latency_max_seconds / max(latency_s, 1e-9))
         runs = max(1, min(max(50, options.latency_runs), bound))
         try:
+            call = calls.cycle(1) if isinstance(calls, RealFaces) else (lambda c=calls: c(one))
             if runtime == "pytorch-cuda":
                 device = gpu.require_cuda()
-                measured = gpu.measure_nvml_j(lambda c=calls: c(one), device, runs)
+                measured = gpu.measure_nvml_j(call, device, runs)
             else:
-                measured = measure_rapl_j(lambda c=calls: c(one), runs=runs)
+                measured = measure_rapl_j(call, runs=runs)
         except Exception as exc:  # noqa: BLE001 - a runtime broke mid-measurement: that cell only
             model["missing"][runtime] = f"failed while measuring energy: {failure_reason(exc)}"
             continue

@@ -8,6 +8,9 @@ ResNet-18 5-6x slower than ONNX Runtime here), so both are reported and named.
 
 A cell that is missing (an artifact that failed its parity gate, a runtime that
 failed) leaves out exactly the ratios that need it, each with the reason.
+
+A model's speed figure is its batch-1 median latency; a cascade's, whose time
+depends on the face, is its mean over real test faces (:func:`speed_ms`).
 """
 
 from __future__ import annotations
@@ -31,17 +34,35 @@ BOOTSTRAP_RULE = (
 )
 
 
+def speed_ms(model: dict[str, Any], runtime: str, batch: int = 1) -> float:
+    """The latency every speed figure of ``model`` uses: its median call, or for a
+    cascade (``latency_statistic: "mean"``) its mean call over real test faces."""
+    cell = model["latency"][runtime][f"batch{batch}"]
+    return float(cell[f"{statistic(model)}_ms"])
+
+
+def statistic(model: dict[str, Any]) -> str:
+    """``median``, or ``mean`` for a model whose time depends on the face (a cascade)."""
+    return str(model.get("latency_statistic", "median"))
+
+
+def best_ms(best: dict[str, Any]) -> float:
+    """The latency of a ``best_runtime`` entry (``median_ms``, or a cascade's ``mean_ms``)."""
+    return float(best["mean_ms"] if "mean_ms" in best else best["median_ms"])
+
+
 def best_runtime(model: dict[str, Any], int8: bool) -> dict[str, Any] | None:
-    """The model's fastest CPU runtime by batch-1 median latency (fp32 only, or any)."""
+    """The model's fastest CPU runtime by batch-1 median latency (fp32 only, or any);
+    a cascade's by its mean (the entry then holds ``mean_ms``)."""
     pool = {
-        runtime: lat["batch1"]["median_ms"]
-        for runtime, lat in model["latency"].items()
+        runtime: speed_ms(model, runtime)
+        for runtime in model["latency"]
         if runtime not in GPU_RUNTIMES and (int8 or not runtime.endswith("-int8"))
     }
     if not pool:
         return None
     fastest = min(pool, key=lambda r: (pool[r], r))
-    return {"runtime": fastest, "median_ms": pool[fastest]}
+    return {"runtime": fastest, f"{statistic(model)}_ms": pool[fastest]}
 
 
 def headline_runtime(models: list[dict[str, Any]], runtimes: tuple[str, ...]) -> tuple[str, str]:
@@ -172,8 +193,8 @@ def compare(
             if not both:
                 omitted[runtime] = _ratio_omitted(m, ref, runtime)
                 continue
-            lat_t = ref["latency"][runtime]["batch1"]["median_ms"]
-            lat_s = m["latency"][runtime]["batch1"]["median_ms"]
+            lat_t = speed_ms(ref, runtime)
+            lat_s = speed_ms(m, runtime)
             energy_t = ref["power"][runtime]["energy_j"]
             energy_s = m["power"][runtime]["energy_j"]
             ratios[runtime] = {"speedup": lat_t / lat_s, "energy_ratio": energy_s / energy_t}
@@ -184,7 +205,7 @@ def compare(
                 omitted[f"best_{kind}"] = "no CPU runtime measured for this model or the reference"
                 continue
             best_to_best[kind] = {
-                "speedup": theirs["median_ms"] / mine["median_ms"],
+                "speedup": best_ms(theirs) / best_ms(mine),
                 "runtime": mine["runtime"],
                 "reference_runtime": theirs["runtime"],
             }
@@ -238,15 +259,15 @@ def swap_score(ratios: dict[str, Any], options: SwapOptions, runtime: str | None
 def pareto_front(models: list[dict[str, Any]], runtimes: tuple[str, ...]) -> list[str]:
     """Models no other model beats on test ACER, latency, energy and size all at once.
 
-    Latency and energy are those of ``runtimes[0]``; a model not measured there is
-    not on the front (``headline_runtime`` says why).
+    Latency and energy are those of ``runtimes[0]`` (a cascade's latency its mean); a
+    model not measured there is not on the front (``headline_runtime`` says why).
     """
     runtime = runtimes[0]
 
     def point(m: dict[str, Any]) -> tuple[float, ...]:
         return (
             m["test"]["acer"],
-            m["latency"][runtime]["batch1"]["median_ms"],
+            speed_ms(m, runtime),
             m["power"][runtime]["energy_j"],
             float(m["weight"]["params"]),
         )

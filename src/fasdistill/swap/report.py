@@ -2,6 +2,7 @@
 
 A cell that was left out (``m["missing"][runtime]``) is shown where its numbers
 would be, with the reason; the terminal gets the ratios table and a closing line.
+A cascade's latency is marked ``mean`` and explained under *Cascades*.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from fasdistill.swap.summary import (
     DASH,
     RATIOS_LEGEND,
     accuracy_notes,
+    cascade_notes,
     cell_missing,
+    latency_text,
     left_out_lines,
     omitted_lines,
     ratio_rows,
@@ -66,7 +69,7 @@ def markdown(swap: dict[str, Any]) -> str:
         missing = cell_missing(m, first)
         if missing is None:
             power = m["power"].get(first)
-            latency = f"{m['latency'][first]['batch1']['median_ms']:.3f}"
+            latency = latency_text(m, first)
             energy = (
                 DASH
                 if power is None
@@ -83,6 +86,9 @@ def markdown(swap: dict[str, Any]) -> str:
             f"| {latency} | {speedup_text(m, first)} | {energy} "
             f"| {DASH + ' (' + m['swap_score_note'] + ')' if score is None else f'{score:.2f}'} |"
         )
+    cascades = cascade_notes(swap)
+    if cascades:
+        lines += ["", "Cascades (latency marked *mean*):", *(f"- {line}" for line in cascades)]
     lines += [
         "",
         f"Pareto front (test ACER, latency, energy, parameters): {', '.join(swap['pareto'])}.",
@@ -101,6 +107,14 @@ def markdown(swap: dict[str, Any]) -> str:
         lines += ["", "Accuracy ratios:", *(f"- {line}" for line in notes)]
     lines += _speed_section(swap) + _accuracy_section(swap) + _power_section(swap)
     return "\n".join(lines) + "\n"
+
+
+def _timing(m: dict[str, Any], lat: dict[str, Any]) -> str:
+    """``median / p95 / p99``; a cascade's ``mean X (median Y) / p95 / p99``."""
+    first = f"{lat['median_ms']:.3f}"
+    if m.get("latency_statistic") == "mean":
+        first = f"mean {lat['mean_ms']:.3f} (median {first})"
+    return f"{first} / {lat['p95_ms']:.3f} / {lat['p99_ms']:.3f}"
 
 
 def _runs(lat: dict[str, Any]) -> str:
@@ -134,13 +148,10 @@ def _speed_section(swap: dict[str, Any]) -> list[str]:
             if many is None:
                 tail = f"missing: {missing} | | " if missing else f"{DASH} | | "
             else:
-                tail = (
-                    f"{many['median_ms']:.3f} / {many['p95_ms']:.3f} / {many['p99_ms']:.3f} "
-                    f"| {many['fps']:.0f} | {_runs(many)}"
-                )
+                tail = f"{_timing(m, many)} | {many['fps']:.0f} | {_runs(many)}"
             lines.append(
-                f"| {m['label']} | {runtime} | {one['median_ms']:.3f} / {one['p95_ms']:.3f} / "
-                f"{one['p99_ms']:.3f} | {one['fps']:.0f} | {_runs(one)} | {tail} |"
+                f"| {m['label']} | {runtime} | {_timing(m, one)} | {one['fps']:.0f} | {_runs(one)} "
+                f"| {tail} |"
             )
     return lines
 

@@ -1,7 +1,8 @@
 """The text of SWAP cells shared by ``swap.md``, ``report.html`` and the terminal.
 
 A cell left out (``m["missing"][runtime]``) reads as its reason; a ratio that needs
-it reads as a dash, and the closing line counts and names every such cell.
+it reads as a dash, and the closing line counts and names every such cell. A
+cascade's latency reads ``mean``: its speed figure is the mean over real test faces.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 import textwrap
 from typing import Any
+
+from fasdistill.swap.ratios import best_ms, speed_ms, statistic
 
 DASH = "–"
 
@@ -67,7 +70,19 @@ def best_text(m: dict[str, Any], kind: str) -> str:
     b2b = m["vs_reference"]["best_to_best"].get(kind)
     if best is None or b2b is None:
         return DASH
-    return f"{times(b2b['speedup'])} ({best['runtime']}, {best['median_ms']:.3f} ms)"
+    mean = " mean" if "mean_ms" in best else ""
+    return f"{times(b2b['speedup'])} ({best['runtime']}, {best_ms(best):.3f} ms{mean})"
+
+
+def latency_text(m: dict[str, Any], runtime: str) -> str:
+    """``1.075``, or for a cascade ``0.812 mean (38.0 % went on)``: the speed figure."""
+    text = f"{speed_ms(m, runtime):.3f}"
+    if statistic(m) == "mean":
+        text += " mean"
+        share = m.get("cascade", {}).get("scored", {}).get("test", {}).get("share_passed_on")
+        if share is not None:
+            text += f" ({100 * share:.1f} % went on)"
+    return text
 
 
 def ratio_rows(swap: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -141,4 +156,41 @@ def ratio_lines(swap: dict[str, Any]) -> list[str]:
     lines = textwrap.wrap(legend, width=100)
     for row in [head, *rows]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    for note in cascade_notes(swap):
+        lines += textwrap.wrap(note, width=100)
+    return lines
+
+
+def cascade_notes(swap: dict[str, Any]) -> list[str]:
+    """One line per cascade: what runs, the share of faces that went on, and that its speed
+    and energy are means over real test faces."""
+    lines = []
+    for m in swap["models"]:
+        info = m.get("cascade")
+        if info is None:
+            continue
+        small, large = info["members"]["small"], info["members"]["large"]
+        test = info["scored"]["test"]
+        band = info["band"]
+        line = (
+            f"{m['label']} is a cascade: {small['file']} ({small['runtime']}) decides a face "
+            f"unless its score lies in [{band['lo']:.4g}, {band['hi']:.4g}]; then "
+            f"{large['file']} ({large['runtime']}) does. {100 * test['share_passed_on']:.1f} % "
+            f"of the test faces ({test['passed_on']} of {test['faces']}) went on to the large "
+            "member. Its latency and energy are the mean per call over real test faces cycled "
+            f"through ({info['timing_faces']} crops, shuffled), not a median; speed-ups and energy "
+            "ratios use that mean"
+        )
+        cell = m["latency"].get(info["runtime"], {}).get("batch1")
+        if cell is not None:
+            timed = cell.get("cascade", {})
+            line += f" (batch 1: mean {cell['mean_ms']:.3f} ms, median {cell['median_ms']:.3f} ms"
+            if timed.get("share_passed_on") is not None:
+                line += f"; {100 * timed['share_passed_on']:.1f} % of the timed faces went on"
+            if timed.get("small_ms_per_call") is not None:
+                line += f"; small member {timed['small_ms_per_call']:.3f} ms a call"
+            if timed.get("large_ms_per_call_run") is not None:
+                line += f", large member {timed['large_ms_per_call_run']:.3f} ms a call it ran"
+            line += ")"
+        lines.append(line + f". {m['weight']['note']}.")
     return lines
