@@ -198,6 +198,9 @@ def compare(
             energy_t = ref["power"][runtime]["energy_j"]
             energy_s = m["power"][runtime]["energy_j"]
             ratios[runtime] = {"speedup": lat_t / lat_s, "energy_ratio": energy_s / energy_t}
+            if statistic(m) == "mean":  # the same statistic on both sides, beside the headline
+                mean_t = ref["latency"][runtime]["batch1"]["mean_ms"]
+                ratios[runtime]["speedup_mean_to_mean"] = mean_t / lat_s
         best_to_best: dict[str, Any] = {}
         for kind in ("fp32", "any"):
             mine, theirs = m["best_runtime"][kind], ref["best_runtime"][kind]

@@ -185,6 +185,9 @@ def cascade_notes(swap: dict[str, Any]) -> list[str]:
         if cell is not None:
             timed = cell.get("cascade", {})
             line += f" (batch 1: mean {cell['mean_ms']:.3f} ms, median {cell['median_ms']:.3f} ms"
+            same = m.get("vs_reference", {}).get(info["runtime"], {}).get("speedup_mean_to_mean")
+            if same is not None:
+                line += f"; against the reference's mean, not its median: {times(same)}"
             if timed.get("share_passed_on") is not None:
                 line += f"; {100 * timed['share_passed_on']:.1f} % of the timed faces went on"
             if timed.get("small_ms_per_call") is not None:
