@@ -19,10 +19,8 @@ from fasdistill.engine.checkpoint import load_deployable_state, save_checkpoint
 from fasdistill.errors import InputError
 from fasdistill.export.pipeline import ExportOptions, export_checkpoint
 from fasdistill.infer.calibrate import calibrate
-from fasdistill.infer.cascade import (
-    CASCADE_FILE,
-    CascadeModel,
-    build_cascade,
+from fasdistill.infer.cascade import CASCADE_FILE, CascadeModel, build_cascade
+from fasdistill.infer.cascade_band import (
     candidate_edges,
     cascade_scores,
     choose_band,
