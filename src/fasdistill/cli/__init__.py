@@ -18,6 +18,7 @@ from fasdistill.cli.deploy import add_export, add_swap
 from fasdistill.cli.infer import add_calibrate, add_predict
 from fasdistill.cli.quickstart import add_quickstart
 from fasdistill.cli.recipes import add_recipes
+from fasdistill.cli.search import add_search
 from fasdistill.cli.study import add_study
 from fasdistill.cli.train import add_distill, add_train
 from fasdistill.errors import FasDistillError
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_distill(sub)
     add_study(sub)
+    add_search(sub)
     add_metrics(sub)
     add_export(sub)
     add_swap(sub)

@@ -1,0 +1,350 @@
+"""Per-block latency tables for a runtime, and whole-model timing to check them against.
+
+A SearchNet's latency on a runtime is estimated without building it: each of its
+layers (:class:`~fasdistill.models.searchnet.Block`) is exported alone to that
+runtime, as ``block -> global average pool``, and timed interleaved with a
+reference that only pools the block's output. The difference is the block's
+time; the per-call overhead, the pooling and the output copy cancel. A model's
+estimate is the sum over its blocks plus its head (pool + linear classifier on the
+last map, which carries the per-call overhead once).
+
+The table is built on the machine, runtime and thread count it describes, and only
+for the blocks asked for; it grows as a search needs more (saved after every entry,
+so an interrupted build resumes). :func:`check_table` times whole models and
+reports the estimate's error, which is the table's only warrant.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from fasdistill.errors import InputError
+from fasdistill.export.formats import FORMATS, REGISTRY, Conversion
+from fasdistill.models.searchnet import Block, arch_blocks
+from fasdistill.utils.atomic import atomic_write_json
+from fasdistill.utils.latency import interleaved_latency
+from fasdistill.utils.machine import machine
+
+Log = Callable[[str], None]
+# Every export format, and PyTorch eager on the CPU.
+RUNTIMES = (*FORMATS, "pytorch")
+TABLE_VERSION = 1
+# What the exporters write beside a probe: a probe is never scored or deployed.
+_PROBE_META: dict[str, Any] = {
+    "model": "latency-probe",
+    "role": "student",
+    "classes": ["bonafide", "attack"],
+    "crop_scale": 1.0,
+    "colour_order": "RGB",
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "threshold": 0.5,
+    "threshold_criterion": "none (latency probe)",
+    "threshold_level": "frame",
+}
+
+
+class _Pooled(nn.Module):
+    """``body`` then a global average pool: an (N, C) output every exporter accepts."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(self.pool(self.body(x)), 1)
+
+
+def head_key(channels: int, side: int, classes: int) -> str:
+    return f"head c{channels}@{side} k{classes}"
+
+
+def check_runtime(runtime: str) -> None:
+    """Refuse a runtime the table cannot time here, naming why."""
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if runtime != "pytorch" and not REGISTRY[runtime].available():
+        raise InputError(f"runtime {runtime!r}: {REGISTRY[runtime].missing_reason()}")
+
+
+def runtime_call(
+    module: nn.Module, channels: int, side: int, runtime: str, threads: int, work: Path
+) -> Callable[[np.ndarray], object]:
+    """``module`` (input (1, channels, side, side)) loaded in ``runtime``: a call on an array.
+
+    Exported with the registry's own converters, so a probe runs exactly as an
+    exported model does (BN folded, the runtime's fusions); quantized formats are
+    calibrated on random inputs, which sets ranges but not speed.
+    """
+    module = module.eval()
+    if runtime == "pytorch":
+        torch.set_num_threads(threads)
+
+        def call(x: np.ndarray) -> object:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x))
+
+        return call
+    entry = REGISTRY[runtime]
+    meta = _PROBE_META | {"input_size": side, "input_channels": channels}
+    calibration = None
+    if entry.quantized:
+        rng = np.random.default_rng(0)
+        calibration = rng.standard_normal((8, channels, side, side)).astype(np.float32)
+    source = None
+    if entry.source is not None:
+        source_entry = REGISTRY[entry.source]
+        source = work / source_entry.file_name
+        source_entry.convert(Conversion(module, meta), source)
+    path = work / entry.file_name
+    with torch.no_grad():
+        entry.convert(Conversion(module, meta, calibration=calibration, source=source), path)
+    return entry.open_runner(path, threads).run
+
+
+class LatencyTable:
+    """Block and head latencies (ms) on one runtime, thread count and machine, as JSON."""
+
+    def __init__(self, path: Path, runtime: str, threads: int) -> None:
+        self.path, self.runtime, self.threads = Path(path), runtime, threads
+        self.entries: dict[str, dict[str, float]] = {}
+        # measured ~= scale * (sum of entries) + offset_ms, fitted on whole models
+        self.fit: dict[str, Any] = {"scale": 1.0, "offset_ms": 0.0, "models": []}
+        self.machine = machine()
+        if self.path.exists():
+            data = json.loads(self.path.read_text())
+            mine = {"runtime": runtime, "threads": threads, "version": TABLE_VERSION}
+            theirs = {k: data.get(k) for k in mine}
+            if theirs != mine:
+                raise InputError(
+                    f"{self.path}: a latency table for {theirs}, not {mine}; "
+                    "use another --out or delete it"
+                )
+            self.entries = data["entries"]
+            self.fit = data.get("fit", self.fit)
+
+    def save(self) -> None:
+        atomic_write_json(
+            self.path,
+            {
+                "version": TABLE_VERSION,
+                "runtime": self.runtime,
+                "threads": self.threads,
+                "machine": self.machine,
+                "method": "block -> pool, minus pool alone, interleaved medians (ms)",
+                "fit": self.fit,
+                "entries": dict(sorted(self.entries.items())),
+            },
+        )
+
+    def estimate(self, arch: str, input_size: int, classes: int) -> float:
+        """The estimated latency (ms) of SearchNet ``arch`` at ``input_size`` (fit applied)."""
+        return (
+            self.fit["scale"] * self.raw_estimate(arch, input_size, classes) + self.fit["offset_ms"]
+        )
+
+    def raw_estimate(self, arch: str, input_size: int, classes: int) -> float:
+        """The sum of the table's entries for ``arch`` at ``input_size`` (ms)."""
+        blocks = arch_blocks(arch, input_size)
+        last = blocks[-1]
+        keys = [b.key for b in blocks] + [head_key(last.out_channels, last.out_side, classes)]
+        missing = [k for k in keys if k not in self.entries]
+        if missing:
+            raise InputError(f"{self.path}: no entry for {missing[:3]}; build the table first")
+        return sum(self.entries[k]["ms"] for k in keys)
+
+    def build(
+        self,
+        archs: Iterable[tuple[str, int]],
+        classes: int,
+        runs: int = 100,
+        seconds: float = 0.3,
+        log: Log = print,
+    ) -> int:
+        """Time every block and head of ``(arch, input_size)`` pairs not yet in the table.
+
+        Saves after each entry (an interrupted build resumes). Returns how many were added.
+        """
+        check_runtime(self.runtime)
+        todo: dict[str, tuple[nn.Module, nn.Module, int, int, int, int]] = {}
+        for arch, size in archs:
+            blocks = arch_blocks(arch, size)
+            for block in blocks:
+                if block.key not in self.entries and block.key not in todo:
+                    todo[block.key] = _block_probe(block)
+            last = blocks[-1]
+            key = head_key(last.out_channels, last.out_side, classes)
+            if key not in self.entries and key not in todo:
+                todo[key] = _head_probe(last.out_channels, last.out_side, classes)
+        for done, (key, (probe, reference, c_in, side, c_ref, side_ref)) in enumerate(todo.items()):
+            with tempfile.TemporaryDirectory(prefix="fasdistill-lut-") as tmp:
+                work = Path(tmp)
+                (work / "probe").mkdir()
+                calls = {
+                    "probe": runtime_call(
+                        probe, c_in, side, self.runtime, self.threads, work / "probe"
+                    )
+                }
+                x = {"probe": np.zeros((1, c_in, side, side), np.float32)}
+                if reference is not None:
+                    (work / "ref").mkdir()
+                    calls["ref"] = runtime_call(
+                        reference, c_ref, side_ref, self.runtime, self.threads, work / "ref"
+                    )
+                    x["ref"] = np.zeros((1, c_ref, side_ref, side_ref), np.float32)
+                timed = interleaved_latency(
+                    {name: (lambda c=c, a=x[name]: c(a)) for name, c in calls.items()},
+                    min_runs=runs,
+                    min_seconds=seconds,
+                )
+            entry = {"probe_ms": timed["probe"].median_ms}
+            if "ref" in timed:
+                entry["reference_ms"] = timed["ref"].median_ms
+            entry["ms"] = entry["probe_ms"] - entry.get("reference_ms", 0.0)
+            self.entries[key] = entry
+            self.save()
+            if (done + 1) % 20 == 0 or done + 1 == len(todo):
+                log(f"latency table {self.runtime}: {done + 1}/{len(todo)} new entries")
+        return len(todo)
+
+
+def fit_table(
+    table: LatencyTable,
+    archs: list[tuple[str, int]],
+    classes: int,
+    runs: int = 200,
+    seconds: float = 2.0,
+) -> dict[str, Any]:
+    """Fit ``measured = scale * sum + offset`` on whole models and store it in the table.
+
+    Summing isolated blocks misses what only a whole graph has (memory traffic
+    between layers, the arena's allocations), roughly in proportion to the model;
+    the fit corrects that. The models used are recorded, so the check can use others.
+    """
+    from fasdistill.models import build_model
+
+    models = {
+        f"{arch}@{size}": (
+            build_model("searchnet", num_classes=classes, arch=arch).deployable(),
+            size,
+        )
+        for arch, size in archs
+    }
+    measured = time_models(models, table.runtime, table.threads, runs, seconds)
+    raw = np.array([table.raw_estimate(a, s, classes) for a, s in archs])
+    got = np.array([measured[name] for name in models])
+    if len(archs) >= 2 and np.ptp(raw) > 0:
+        scale, offset = np.polyfit(raw, got, 1)
+        if scale <= 0:  # a degenerate sample: a pure ratio is the safer correction
+            scale, offset = float(np.median(got / raw)), 0.0
+    else:
+        scale, offset = float(np.median(got / raw)), 0.0
+    table.fit = {
+        "scale": float(scale),
+        "offset_ms": float(offset),
+        "models": [
+            {"arch": a, "input_size": s, "sum_ms": float(r), "measured_ms": float(m)}
+            for (a, s), r, m in zip(archs, raw, got, strict=True)
+        ],
+    }
+    table.save()
+    return table.fit
+
+
+def _block_probe(block: Block) -> tuple[nn.Module, nn.Module, int, int, int, int]:
+    """The block then a pool, and the pool alone on the block's output (its reference)."""
+    probe = _Pooled(block.build())
+    reference = _Pooled(nn.Identity())
+    return probe, reference, block.in_channels, block.side, block.out_channels, block.out_side
+
+
+def _head_probe(
+    channels: int, side: int, classes: int
+) -> tuple[nn.Module, None, int, int, int, int]:
+    """Pool + linear classifier on the last map: the head, with the per-call overhead."""
+    return (
+        nn.Sequential(_Pooled(nn.Identity()), nn.Linear(channels, classes)),
+        None,
+        channels,
+        side,
+        0,
+        0,
+    )
+
+
+def time_models(
+    models: dict[str, tuple[nn.Module, int]],
+    runtime: str,
+    threads: int,
+    runs: int = 200,
+    seconds: float = 2.0,
+) -> dict[str, float]:
+    """Batch-1 median latency (ms) of whole deployable models, interleaved in one loop."""
+    check_runtime(runtime)
+    with tempfile.TemporaryDirectory(prefix="fasdistill-lut-") as tmp:
+        calls, inputs = {}, {}
+        for i, (name, (model, size)) in enumerate(models.items()):
+            work = Path(tmp) / str(i)
+            work.mkdir()
+            calls[name] = runtime_call(model, 3, size, runtime, threads, work)
+            inputs[name] = np.zeros((1, 3, size, size), np.float32)
+        timed = interleaved_latency(
+            {n: (lambda c=c, a=inputs[n]: c(a)) for n, c in calls.items()},
+            min_runs=runs,
+            min_seconds=seconds,
+        )
+    return {name: t.median_ms for name, t in timed.items()}
+
+
+def check_table(
+    table: LatencyTable,
+    archs: list[tuple[str, int]],
+    classes: int,
+    runs: int = 200,
+    seconds: float = 2.0,
+) -> dict[str, Any]:
+    """Each architecture's estimate against its whole-model timing: the table's error.
+
+    The models are timed interleaved in one loop; the error of each is
+    ``estimate / measured - 1``; the summary is the median absolute error.
+    """
+    from fasdistill.models import build_model
+
+    models = {
+        f"{arch}@{size}": (
+            build_model("searchnet", num_classes=classes, arch=arch).deployable(),
+            size,
+        )
+        for arch, size in archs
+    }
+    measured = time_models(models, table.runtime, table.threads, runs, seconds)
+    rows = []
+    for (arch, size), name in zip(archs, models, strict=True):
+        estimate = table.estimate(arch, size, classes)
+        rows.append(
+            {
+                "arch": arch,
+                "input_size": size,
+                "estimate_ms": estimate,
+                "measured_ms": measured[name],
+                "error": estimate / measured[name] - 1.0,
+            }
+        )
+    errors = [abs(r["error"]) for r in rows]
+    return {
+        "runtime": table.runtime,
+        "threads": table.threads,
+        "models": rows,
+        "median_abs_error": statistics.median(errors),
+        "max_abs_error": max(errors),
+    }

@@ -1,0 +1,649 @@
+"""``fasdistill search``: a SWAP-budgeted student search, resumable, chosen on dev only.
+
+The steps, each kept in ``OUT`` so a rerun resumes where the last one stopped:
+
+1. ``pool.json``: architectures drawn from the space (plus the ``include`` ones, e.g.
+   swapnet), with parameters and MACs; those over ``max_params`` are dropped.
+2. ``latency/``: the per-block table of the target runtime and thread count, fitted on
+   ``lut_fit`` whole models and checked on ``lut_check`` others (``check.json``:
+   the estimate's error). Every pool entry gets an estimated latency.
+3. ``proxy/``: short distillation runs of ``candidates`` architectures spread over
+   the estimated latencies (up to ``latency_margin`` x the budget), then ``refine``
+   mutations of the best; each scored on dev.
+4. ``full/``: the proxy's Pareto front (estimate vs proxy) and enough other candidates
+   to reach ``check`` are trained with the full budget. The proxy's rank correlation
+   with their dev ACER is measured (``rank.json``); a proxy that does not rank
+   (below ``min_rank``) is replaced by the figure of the same short runs that ranks
+   best, the front recomputed and its new points trained.
+5. ``measured.json``: the fully trained ones timed whole, interleaved, on the runtime.
+   The front of dev ACER against measured latency within the budget gives the final
+   models, trained with every seed; the chosen one has the lowest mean dev ACER.
+6. Only then ``final.json``: the final models and the teacher scored on test
+   (threshold fixed on dev), and a SWAP report of the teacher against the chosen one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from fasdistill.errors import InputError
+from fasdistill.schema import Section
+from fasdistill.search.latency import LatencyTable, check_runtime, check_table, fit_table
+from fasdistill.search.space import SearchSpace
+from fasdistill.search.train import (
+    PROXY_METRICS,
+    TrainJob,
+    candidate_overrides,
+    proxy_value,
+    run_jobs,
+    spearman,
+    test_figures,
+)
+from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
+
+Log = Callable[[str], None]
+SWAPNET_POINT = "d3w32n1-d3w64n2-d3w96n2-d3w128n2@64"
+
+
+class SearchConfig(Section):
+    """What to search, for which runtime and budget, and how much to spend on it."""
+
+    runtime: str = "onnx"
+    threads: int = Field(1, ge=1)
+    max_latency_ms: float | None = Field(None, gt=0)
+    max_params: int | None = Field(None, ge=1)
+    space: SearchSpace = Field(default_factory=SearchSpace)
+    pool: int = Field(200, ge=2)  # architectures drawn (and put in the latency table)
+    include: list[str] = Field(default_factory=lambda: [SWAPNET_POINT])  # "arch@side"
+    latency_margin: float = Field(1.5, ge=1.0)  # candidates up to this x the latency budget
+    candidates: int = Field(16, ge=2)  # first-round proxy runs
+    refine: int = Field(8, ge=0)  # mutations of the proxy front, also proxy-trained
+    proxy: Literal["acer", "eer", "auc", "nll"] = "acer"
+    proxy_steps: int = Field(60, ge=1)
+    min_rank: float = Field(0.5, ge=-1.0, le=1.0)  # Spearman a proxy must reach
+    check: int = Field(8, ge=2)  # fully trained candidates the rank check uses, at least
+    front_max: int = Field(6, ge=1)  # final models, at most
+    steps: int = Field(270, ge=1)  # the full budget (optimiser steps)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    recipe: str = "distill_kd"
+    overrides: list[str] = Field(default_factory=list)
+    lut_fit: int = Field(4, ge=1)
+    lut_check: int = Field(8, ge=1)
+    lut_runs: int = Field(100, ge=5)  # timed runs per table entry
+    timing_runs: int = Field(200, ge=5)  # and per whole model (fit, check, final front)
+    timing_seconds: float = Field(2.0, ge=0.0)  # at least this long per whole-model loop
+    seed: int = 0
+
+
+def parse_count(text: str) -> int:
+    """``"1M"``, ``"500k"``, ``"250000"`` -> an int; anything else is an error naming it."""
+    raw = str(text).strip().lower().replace("_", "")
+    scale = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
+    try:
+        value = float(raw[:-1] if scale > 1 else raw) * scale
+    except ValueError:
+        raise InputError(
+            f"--max-params {text!r}: expected a count like 1M, 500k or 250000"
+        ) from None
+    if value < 1:
+        raise InputError(f"--max-params {text!r}: must be at least 1")
+    return int(value)
+
+
+def split_point(point: str) -> tuple[str, int]:
+    arch, _, side = point.partition("@")
+    if not side.isdigit():
+        raise InputError(f"include {point!r}: expected ARCH@SIDE, e.g. {SWAPNET_POINT}")
+    return arch, int(side)
+
+
+def point_id(arch: str, size: int) -> str:
+    return f"{arch}@{size}"
+
+
+def _dir(point: str) -> str:
+    return point.replace("@", "_") + "px"
+
+
+class Search:
+    """One search folder: its settings, inputs, and every step's record."""
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        data: Path,
+        teacher: Path,
+        out: Path,
+        parallel: int = 1,
+        log: Log = print,
+        table: Path | None = None,
+    ) -> None:
+        self.config, self.data, self.teacher = config, Path(data), Path(teacher)
+        self.out, self.parallel, self.log = Path(out), parallel, log
+        # A table may be shared by searches on one machine, runtime and thread count.
+        self.table_path = table or self.out / "latency" / f"{config.runtime}-{config.threads}t.json"
+        self.classes = 0
+
+    # ------------------------------------------------------------------ checks and records
+    def check_inputs(self) -> None:
+        """Index, teacher, runtime, recipe and the included points, before anything is written."""
+        from fasdistill.config import load_recipe
+        from fasdistill.data.loader import read_crop_index
+        from fasdistill.engine.checkpoint import load_deployable_state
+        from fasdistill.models.searchnet import parse_arch
+
+        c = self.config
+        index = read_crop_index(self.data)
+        splits = {r["split"] for r in index.rows}
+        if missing := {"train", "dev", "test"} - splits:
+            raise InputError(f"{self.data}: no {sorted(missing)} crops; a search needs all three")
+        self.classes = len(index.classes)
+        meta = load_deployable_state(self.teacher)["meta"]
+        if list(meta["classes"]) != list(index.classes):
+            raise InputError(
+                f"{self.teacher}: teacher classes {meta['classes']} differ from the data's "
+                f"{list(index.classes)}"
+            )
+        check_runtime(c.runtime)
+        for point in c.include:
+            parse_arch(split_point(point)[0])
+        arch, size = split_point(c.include[0]) if c.include else c.space.sample(random.Random(0))
+        load_recipe(c.recipe, candidate_overrides(arch, size, 1, 0, self.teacher, c.overrides))
+        if c.max_latency_ms is None and c.max_params is None:
+            self.log("no --max-latency-ms or --max-params: the search spans the whole space")
+
+    def record_settings(self) -> None:
+        """``search.json``: the settings and inputs; a rerun with others is refused."""
+        path = self.out / "search.json"
+        mine = {
+            "config": self.config.model_dump(mode="json"),
+            "data": str(self.data.resolve()),
+            "teacher": str(self.teacher.resolve()),
+        }
+        if path.exists():
+            theirs = json.loads(path.read_text())
+            if theirs != mine:
+                changed = sorted(k for k in mine if theirs.get(k) != mine[k])
+                raise InputError(
+                    f"{path}: this folder holds a search with other {', '.join(changed)}; "
+                    "use another --out (or the same settings to resume)"
+                )
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, mine)
+
+    def _cached(self, name: str, make: Callable[[], Any]) -> Any:
+        path = self.out / name
+        if path.exists():
+            return json.loads(path.read_text())
+        value = make()
+        atomic_write_json(path, value)
+        return value
+
+    # ------------------------------------------------------------------ steps
+    def pool(self) -> list[dict[str, Any]]:
+        """Architectures drawn from the space (seeded) plus the included points, measured."""
+
+        def make() -> list[dict[str, Any]]:
+            rng = random.Random(self.config.seed)
+            points = [split_point(p) for p in self.config.include]
+            seen = set(points)
+            tries = 0
+            while len(seen) < self.config.pool + len(points) and tries < 50 * self.config.pool:
+                tries += 1
+                point = self.config.space.sample(rng)
+                if point not in seen:
+                    seen.add(point)
+                    points.append(point)
+            rows = [self._describe(arch, size) for arch, size in points]
+            return [r for r in rows if self._within_params(r) or r["point"] in self.config.include]
+
+        return self._cached("pool.json", make)
+
+    def _describe(self, arch: str, size: int) -> dict[str, Any]:
+        from fasdistill.models import build_model, count_macs, count_params
+
+        model = build_model("searchnet", num_classes=self.classes, arch=arch).deployable()
+        return {
+            "point": point_id(arch, size),
+            "arch": arch,
+            "input_size": size,
+            "params": count_params(model),
+            "macs": count_macs(model, size),
+        }
+
+    def _within_params(self, row: dict[str, Any]) -> bool:
+        return self.config.max_params is None or row["params"] <= self.config.max_params
+
+    def latency(self, pool: list[dict[str, Any]]) -> LatencyTable:
+        """The runtime's block table for the pool, fitted and checked on whole models."""
+        c = self.config
+        table = LatencyTable(self.table_path, c.runtime, c.threads)
+        table.build(
+            [(r["arch"], r["input_size"]) for r in pool],
+            self.classes,
+            runs=c.lut_runs,
+            log=self.log,
+        )
+        check_path = self.out / "latency" / "check.json"
+        if not check_path.exists():
+            ordered = sorted(
+                pool, key=lambda r: table.raw_estimate(r["arch"], r["input_size"], self.classes)
+            )
+            picks = _spread(ordered, c.lut_fit + c.lut_check)
+            if not table.fit["models"]:  # a shared table is fitted once, on its first search
+                fit_table(
+                    table,
+                    [(r["arch"], r["input_size"]) for r in picks[::2][: c.lut_fit]],
+                    self.classes,
+                    c.timing_runs,
+                    c.timing_seconds,
+                )
+            fit = table.fit
+            self.log(
+                f"latency fit: measured = {fit['scale']:.3f} x sum + {fit['offset_ms']:.3f} ms"
+            )
+            fitted = {(m["arch"], m["input_size"]) for m in fit["models"]}
+            check_rows = [r for r in picks if (r["arch"], r["input_size"]) not in fitted]
+            check = check_table(
+                table,
+                [(r["arch"], r["input_size"]) for r in check_rows],
+                self.classes,
+                c.timing_runs,
+                c.timing_seconds,
+            )
+            atomic_write_json(check_path, check)
+            self.log(
+                f"latency table check on {len(check_rows)} other models: median error "
+                f"{100 * check['median_abs_error']:.1f} %, max {100 * check['max_abs_error']:.1f} %"
+            )
+        for row in pool:
+            row["estimate_ms"] = table.estimate(row["arch"], row["input_size"], self.classes)
+        return table
+
+    def _eligible(self, row: dict[str, Any], margin: float) -> bool:
+        budget = self.config.max_latency_ms
+        return self._within_params(row) and (
+            budget is None or row["estimate_ms"] <= budget * margin
+        )
+
+    def _proxy_jobs(self, rows: list[dict[str, Any]]) -> list[TrainJob]:
+        c = self.config
+        return [
+            TrainJob(
+                r["point"],
+                c.recipe,
+                tuple(
+                    candidate_overrides(
+                        r["arch"],
+                        r["input_size"],
+                        c.proxy_steps,
+                        c.seed,
+                        self.teacher.resolve(),
+                        c.overrides,
+                    )
+                ),
+                str(self.data),
+                str(self.out / "proxy" / _dir(r["point"])),
+            )
+            for r in rows
+        ]
+
+    def _full_jobs(self, rows: list[dict[str, Any]], seeds: list[int]) -> list[TrainJob]:
+        c = self.config
+        return [
+            TrainJob(
+                f"{r['point']}/seed{s}",
+                c.recipe,
+                tuple(
+                    candidate_overrides(
+                        r["arch"], r["input_size"], c.steps, s, self.teacher.resolve(), c.overrides
+                    )
+                ),
+                str(self.data),
+                str(self.out / "full" / _dir(r["point"]) / f"seed{s}"),
+            )
+            for r in rows
+            for s in seeds
+        ]
+
+    def proxies(self, pool: list[dict[str, Any]], table: LatencyTable) -> dict[str, dict]:
+        """Round 1 spread over latency, round 2 mutations of the proxy front."""
+        c = self.config
+        by_point = {r["point"]: r for r in pool}
+        eligible = sorted(
+            (r for r in pool if self._eligible(r, c.latency_margin)), key=lambda r: r["estimate_ms"]
+        )
+        first = _spread(eligible, c.candidates)
+        first += [by_point[p] for p in c.include if by_point[p] not in first]
+        results = run_jobs(self._proxy_jobs(first), self.parallel, self.log)
+        rows = {r["point"]: r | {"proxy": results[r["point"]]["dev"]} for r in first}
+        refine_path = self.out / "refine.json"
+        if refine_path.exists():
+            extra = json.loads(refine_path.read_text())
+        else:
+            rng = random.Random(c.seed + 1)
+            front = pareto(
+                list(rows.values()), "estimate_ms", lambda r: proxy_value(r["proxy"], c.proxy)
+            )
+            extra, tries = [], 0
+            while len(extra) < c.refine and front and tries < 200 * max(1, c.refine):
+                tries += 1
+                parent = rng.choice(front)
+                arch, size = c.space.mutate(parent["arch"], parent["input_size"], rng)
+                point = point_id(arch, size)
+                if point in rows or any(e["point"] == point for e in extra):
+                    continue
+                row = self._describe(arch, size)
+                table.build([(arch, size)], self.classes, runs=c.lut_runs, log=self.log)
+                row["estimate_ms"] = table.estimate(arch, size, self.classes)
+                if self._eligible(row, c.latency_margin):
+                    extra.append(row | {"parent": parent["point"]})
+            atomic_write_json(refine_path, extra)
+        results = run_jobs(self._proxy_jobs(extra), self.parallel, self.log)
+        rows |= {r["point"]: r | {"proxy": results[r["point"]]["dev"]} for r in extra}
+        return rows
+
+    def full_runs(self, rows: dict[str, dict]) -> tuple[dict[str, dict], dict[str, Any]]:
+        """Full-budget runs of the proxy front and others up to ``check``; the rank check."""
+        c = self.config
+        metric = c.proxy
+        history: list[dict[str, Any]] = []
+        trained: dict[str, dict] = {}
+        seed = c.seeds[0]
+        for _ in range(len(PROXY_METRICS)):
+            front = pareto(
+                list(rows.values()), "estimate_ms", lambda r, m=metric: proxy_value(r["proxy"], m)
+            )
+            within = [r for r in front if self._eligible(r, 1.0)] or front[:1]
+            picks = _spread(within, c.front_max)
+            wanted = {r["point"]: r for r in picks}
+            if len(trained) + len(set(wanted) - set(trained)) < c.check:
+                by_proxy = sorted(rows.values(), key=lambda r, m=metric: proxy_value(r["proxy"], m))
+                fill = [
+                    r for r in by_proxy if r["point"] not in wanted and r["point"] not in trained
+                ]
+                need = c.check - len(trained) - len(set(wanted) - set(trained))
+                wanted |= {r["point"]: r for r in _spread(fill, need)}
+            new = [r for p, r in wanted.items() if p not in trained]
+            results = run_jobs(self._full_jobs(new, [seed]), self.parallel, self.log)
+            for r in new:
+                trained[r["point"]] = r | {
+                    "full": {seed: results[f"{r['point']}/seed{seed}"]["dev"]}
+                }
+            points = sorted(trained)
+            target = [trained[p]["full"][seed]["acer"] for p in points]
+            rho = {
+                m: spearman([proxy_value(rows[p]["proxy"], m) for p in points], target)
+                for m in PROXY_METRICS
+            }
+            history.append({"proxy": metric, "candidates": len(points), "spearman": rho})
+            self.log(
+                f"proxy rank check on {len(points)} fully trained: "
+                + ", ".join(f"{m} {v:+.2f}" for m, v in rho.items())
+                + f" (used: {metric})"
+            )
+            if not rho[metric] < c.min_rank:  # ranks (nan: a constant side; cannot tell)
+                break
+            ranked = [m for m in PROXY_METRICS if rho[m] == rho[m]]
+            best = max(ranked, key=lambda m: rho[m], default=metric)
+            if best == metric or rho[best] <= rho[metric]:
+                break  # no figure of the short runs ranks better: said in rank.json
+            self.log(f"proxy {metric} does not rank (< {c.min_rank}); replaced by {best}")
+            metric = best
+        rank = {
+            "initial": c.proxy,
+            "used": metric,
+            "replaced": metric != c.proxy,
+            "min_rank": c.min_rank,
+            "ranks": bool(history[-1]["spearman"][metric] >= c.min_rank),
+            "history": history,
+            "target": "dev ACER after the full budget (first seed)",
+        }
+        atomic_write_json(self.out / "rank.json", rank)
+        return trained, rank
+
+    def measure(self, trained: dict[str, dict]) -> dict[str, float]:
+        """Whole-model latency (ms) of the fully trained points, interleaved, on the runtime."""
+        from fasdistill.models import build_model
+        from fasdistill.search.latency import time_models
+
+        path = self.out / "measured.json"
+        measured = json.loads(path.read_text()) if path.exists() else {}
+        todo = [p for p in trained if p not in measured]
+        if todo:
+            models = {
+                p: (
+                    build_model(
+                        "searchnet", num_classes=self.classes, arch=trained[p]["arch"]
+                    ).deployable(),
+                    trained[p]["input_size"],
+                )
+                for p in sorted(trained)
+            }
+            c = self.config
+            measured = time_models(models, c.runtime, c.threads, c.timing_runs, c.timing_seconds)
+            atomic_write_json(path, measured)
+        return measured
+
+    def final(self, trained: dict[str, dict], measured: dict[str, float]) -> dict[str, Any]:
+        """The dev front (full dev ACER vs measured latency) in budget, every seed; the choice."""
+        c = self.config
+        seed = c.seeds[0]
+        for p, r in trained.items():
+            r["latency_ms"] = measured[p]
+        budget = [
+            r
+            for r in trained.values()
+            if self._within_params(r)
+            and (c.max_latency_ms is None or r["latency_ms"] <= c.max_latency_ms)
+        ]
+        if not budget:
+            fastest = min(trained.values(), key=lambda r: r["latency_ms"])
+            raise InputError(
+                f"no fully trained candidate meets the budget (fastest: {fastest['point']} at "
+                f"{fastest['latency_ms']:.3f} ms); raise --max-latency-ms or widen the space"
+            )
+        front = pareto(budget, "latency_ms", lambda r: r["full"][seed]["acer"])[: c.front_max]
+        results = run_jobs(self._full_jobs(front, c.seeds), self.parallel, self.log)
+        for r in front:
+            r["seeds"] = {s: results[f"{r['point']}/seed{s}"]["dev"] for s in c.seeds}
+            r["dev_acer_mean"] = statistics.fmean(v["acer"] for v in r["seeds"].values())
+        chosen = min(front, key=lambda r: (r["dev_acer_mean"], r["latency_ms"], r["point"]))
+        best_seed = min(c.seeds, key=lambda s: (chosen["seeds"][s]["acer"], s))
+        return {"front": front, "chosen": chosen["point"], "chosen_seed": best_seed}
+
+    def checkpoint(self, point: str, seed: int) -> Path:
+        return self.out / "full" / _dir(point) / f"seed{seed}" / "checkpoints" / "best.pt"
+
+    def test(self, final: dict[str, Any]) -> dict[str, Any]:
+        """After every choice: the final models (every seed) and the teacher on test."""
+
+        def make() -> dict[str, Any]:
+            teacher = test_figures(self.teacher, self.data)
+            models = {}
+            for r in final["front"]:
+                runs = {
+                    str(s): test_figures(self.checkpoint(r["point"], s), self.data)
+                    for s in self.config.seeds
+                }
+                acers = [v["test"]["acer"] for v in runs.values()]
+                retention = [(1 - a) / (1 - teacher["test"]["acer"]) for a in acers]
+                models[r["point"]] = {
+                    "seeds": runs,
+                    "test_acer_mean": statistics.fmean(acers),
+                    "test_acer_std": statistics.pstdev(acers),
+                    "retention_mean": statistics.fmean(retention),
+                }
+            return {"teacher": teacher, "models": models}
+
+        return self._cached("final.json", make)
+
+
+def pareto(rows: list[dict[str, Any]], cost: str, error: Callable[[dict], float]) -> list[dict]:
+    """The rows no other row beats on both ``cost`` and ``error`` (lower is better), by cost."""
+    ordered = sorted(rows, key=lambda r: (r[cost], error(r), r["point"]))
+    front, best = [], float("inf")
+    for row in ordered:
+        if error(row) < best:
+            front.append(row)
+            best = error(row)
+    return front
+
+
+def _spread(rows: list[Any], count: int) -> list[Any]:
+    """``count`` rows evenly spaced through an ordered list (all of them if fewer)."""
+    if count >= len(rows):
+        return list(rows)
+    if count <= 0:
+        return []
+    if count == 1:
+        return [rows[0]]
+    step = (len(rows) - 1) / (count - 1)
+    picks = sorted({round(i * step) for i in range(count)})
+    return [rows[i] for i in picks]
+
+
+def run_search(
+    config: SearchConfig,
+    data: Path,
+    teacher: Path,
+    out: Path,
+    parallel: int = 1,
+    swap_runtimes: tuple[str, ...] | None = (),
+    log: Log = print,
+    table: Path | None = None,
+) -> dict[str, Any]:
+    """Every step of the search (see the module docstring); returns ``result.json``'s content.
+
+    ``swap_runtimes``: the SWAP report's runtimes (empty: the search's runtime; None: no report).
+    """
+    search = Search(config, data, teacher, out, parallel, log, table)
+    search.check_inputs()
+    search.record_settings()
+    pool = search.pool()
+    log(f"pool: {len(pool)} architectures within the parameter budget")
+    table = search.latency(pool)
+    rows = search.proxies(pool, table)
+    trained, rank = search.full_runs(rows)
+    measured = search.measure(trained)
+    final = search.final(trained, measured)
+    tested = search.test(final)
+    chosen = final["chosen"]
+    result = {
+        "runtime": config.runtime,
+        "threads": config.threads,
+        "budget": {"max_latency_ms": config.max_latency_ms, "max_params": config.max_params},
+        "latency_check": json.loads((out / "latency" / "check.json").read_text()),
+        "proxy": rank,
+        "candidates": list(rows.values()),
+        "trained": list(trained.values()),
+        "front": final["front"],
+        "chosen": chosen,
+        "chosen_seed": final["chosen_seed"],
+        "checkpoint": str(search.checkpoint(chosen, final["chosen_seed"])),
+        "test": tested,
+    }
+    atomic_write_json(out / "result.json", result)
+    atomic_write_text(out / "search.md", markdown(result))
+    if swap_runtimes is not None:
+        write_swap(search, result, swap_runtimes or (config.runtime,), log)
+    return result
+
+
+def write_swap(search: Search, result: dict[str, Any], runtimes: tuple[str, ...], log: Log) -> None:
+    """The teacher against the chosen student (its best dev seed): ``OUT/swap/report.html``."""
+    from fasdistill.swap.measure import SwapOptions, run_swap
+    from fasdistill.swap.report import write_reports
+
+    folder = search.out / "swap"
+    if (folder / "report.html").exists():
+        return
+    options = SwapOptions(runtimes=tuple(dict.fromkeys(runtimes)), threads=search.config.threads)
+    label = f"searched/{result['chosen']}/seed{result['chosen_seed']}"
+    swap = run_swap(
+        [search.teacher, Path(result["checkpoint"])],
+        search.data,
+        folder,
+        options,
+        log=log,
+        labels=["teacher", label],
+    )
+    write_reports(swap, folder)
+    log(f"SWAP report: {folder / 'report.html'}")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The search's summary: the latency check, the proxy check, the front and the choice."""
+    check, proxy = result["latency_check"], result["proxy"]
+    last = proxy["history"][-1]
+    teacher = result["test"]["teacher"]["test"]["acer"]
+    lines = [
+        f"# Student search on {result['runtime']} ({result['threads']} thread(s))",
+        "",
+        f"Budget: {result['budget']}. Chosen on dev: **{result['chosen']}** "
+        f"(seed {result['chosen_seed']}).",
+        "",
+        f"Latency table: median error {100 * check['median_abs_error']:.1f} % "
+        f"(max {100 * check['max_abs_error']:.1f} %) on {len(check['models'])} whole models.",
+        f"Proxy: {proxy['used']} "
+        f"({'replaced ' + proxy['initial'] if proxy['replaced'] else 'kept'}); "
+        f"Spearman with full dev ACER on {last['candidates']} candidates: "
+        + ", ".join(f"{m} {v:+.2f}" for m, v in last["spearman"].items()),
+        "",
+        "| point | params | MMAC | latency ms | dev ACER (mean) | test ACER (mean ± std) "
+        "| retention |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in result["front"]:
+        t = result["test"]["models"][r["point"]]
+        lines.append(
+            f"| {r['point']} | {r['params'] / 1e6:.3f} M | {r['macs'] / 1e6:.1f} | "
+            f"{r['latency_ms']:.3f} | {100 * r['dev_acer_mean']:.2f} % | "
+            f"{100 * t['test_acer_mean']:.2f} ± {100 * t['test_acer_std']:.2f} % | "
+            f"{100 * t['retention_mean']:.1f} % |"
+        )
+    lines += [
+        "",
+        f"Teacher test ACER: {100 * teacher:.2f} %. Test figures were read after the choice.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def load_search_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, **given: Any
+) -> SearchConfig:
+    """Defaults, then a YAML file of settings, then ``given`` fields, then ``key=value`` overrides.
+
+    Every unknown key or bad value is an error that names it.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from fasdistill.config import _set_path, parse_overrides
+    from fasdistill.study.spec import format_errors
+
+    source = str(path) if path else "search settings"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise InputError(f"{path}: cannot read the search settings ({error})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: search settings must be a mapping of fields")
+    data |= {k: v for k, v in given.items() if v is not None}
+    for key, value in parse_overrides(overrides or []):
+        _set_path(data, key, value, "--set")
+    try:
+        return SearchConfig.model_validate(data)
+    except ValidationError as error:
+        raise InputError(format_errors(error, source)) from None
