@@ -16,7 +16,7 @@ from fasdistill.distill import fit
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.errors import InputError
 from fasdistill.models import build_model, count_macs, count_params
-from fasdistill.models.searchnet import SWAPNET_ARCH, arch_blocks, parse_arch
+from fasdistill.models.searchnet import SWAPNET_ARCH, arch_blocks, arch_macs, parse_arch
 from fasdistill.search import run as search_run
 from fasdistill.search.latency import LatencyTable, check_table, fit_table, head_key
 from fasdistill.search.run import (
@@ -61,6 +61,15 @@ def test_arch_blocks_follow_the_string() -> None:
     model = build_model("searchnet", arch="d3w8n1-i5e3w16n2").deployable().eval()
     features = model.backbone(torch.zeros(1, 3, 33, 33))
     assert features.shape == (1, 16, 9, 9)
+
+
+def test_macs_from_blocks_equal_the_counted_ones() -> None:
+    rng = random.Random(5)
+    space = SearchSpace(resolutions=[16, 24, 33])
+    for _ in range(4):
+        arch, size = space.sample(rng)
+        model = build_model("searchnet", num_classes=3, arch=arch).deployable()
+        assert arch_macs(arch, size, 3) == count_macs(model, size)
 
 
 @pytest.mark.parametrize(
@@ -142,7 +151,7 @@ def test_latency_table_sums_blocks_and_resumes(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="latency table for"):
         LatencyTable(path, "onnx", 2)
     fit = fit_table(table, archs, 2, runs=5, seconds=0.0)
-    assert fit["scale"] > 0 and len(fit["models"]) == 2
+    assert fit["scale"] == 1.0 and len(fit["models"]) == 2
     assert table.estimate(*archs[0], 2) == pytest.approx(fit["scale"] * raw + fit["offset_ms"])
     check = check_table(table, archs, 2, runs=5, seconds=0.0)
     assert {m["arch"] for m in check["models"]} == {a for a, _ in archs}
@@ -254,6 +263,7 @@ def test_search_flow_keeps_a_proxy_that_ranks(
     monkeypatch.setattr(search_run, "markdown", lambda result: "")
     result = run_search(_tiny(), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
     assert calls[0] and all("/seed" not in name for name in calls[0])  # proxies come first
+    assert len(json.loads((tmp_path / "pool.json").read_text())) == 6 + 1  # pool + include
     assert result["proxy"]["used"] == "acer" and not result["proxy"]["replaced"]
     assert result["proxy"]["history"][-1]["candidates"] >= 3
     # the chosen point has the lowest mean dev ACER of the final front, every seed trained

@@ -81,6 +81,16 @@ class Block:
             f"c{self.in_channels}-{self.out_channels}@{self.side}"
         )
 
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the block's convolutions (as ``count_macs`` counts them)."""
+        out = self.out_side**2
+        if self.type == "d":
+            return self.kernel**2 * self.in_channels * self.out_channels * out
+        hidden = self.in_channels * self.expansion
+        expand = self.in_channels * hidden * self.side**2 if self.expansion != 1 else 0
+        return expand + self.kernel**2 * hidden * out + hidden * self.out_channels * out
+
     def build(self) -> nn.Module:
         """The block as a module (BN and activations included)."""
         if self.type == "d":
@@ -178,6 +188,12 @@ def arch_blocks(arch: str, input_size: int) -> list[Block]:
             blocks.append(block)
             channels, side = stage.width, block.out_side
     return blocks
+
+
+def arch_macs(arch: str, input_size: int, num_classes: int) -> int:
+    """MACs of the deployable SearchNet at ``input_size``, from its blocks (no model built)."""
+    blocks = arch_blocks(arch, input_size)
+    return sum(b.macs for b in blocks) + blocks[-1].out_channels * num_classes
 
 
 class SearchNetBackbone(nn.Module):

@@ -74,7 +74,7 @@ class SearchConfig(Section):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     recipe: str = "distill_kd"
     overrides: list[str] = Field(default_factory=list)
-    lut_fit: int = Field(4, ge=1)
+    lut_fit: int = Field(6, ge=1)
     lut_check: int = Field(8, ge=1)
     lut_runs: int = Field(100, ge=5)  # timed runs per table entry
     timing_runs: int = Field(200, ge=5)  # and per whole model (fit, check, final front)
@@ -196,7 +196,8 @@ class Search:
             points = [split_point(p) for p in self.config.include]
             seen = set(points)
             tries = 0
-            while len(seen) < self.config.pool + len(points) and tries < 50 * self.config.pool:
+            wanted = self.config.pool + len(points)
+            while len(points) < wanted and tries < 50 * self.config.pool:
                 tries += 1
                 point = self.config.space.sample(rng)
                 if point not in seen:
@@ -208,7 +209,8 @@ class Search:
         return self._cached("pool.json", make)
 
     def _describe(self, arch: str, size: int) -> dict[str, Any]:
-        from fasdistill.models import build_model, count_macs, count_params
+        from fasdistill.models import build_model, count_params
+        from fasdistill.models.searchnet import arch_macs
 
         model = build_model("searchnet", num_classes=self.classes, arch=arch).deployable()
         return {
@@ -216,7 +218,7 @@ class Search:
             "arch": arch,
             "input_size": size,
             "params": count_params(model),
-            "macs": count_macs(model, size),
+            "macs": arch_macs(arch, size, self.classes),
         }
 
     def _within_params(self, row: dict[str, Any]) -> bool:
@@ -248,7 +250,7 @@ class Search:
                 )
             fit = table.fit
             self.log(
-                f"latency fit: measured = {fit['scale']:.3f} x sum + {fit['offset_ms']:.3f} ms"
+                f"latency fit: measured = sum of the table's entries + {fit['offset_ms']:.3f} ms"
             )
             fitted = {(m["arch"], m["input_size"]) for m in fit["models"]}
             check_rows = [r for r in picks if (r["arch"], r["input_size"]) not in fitted]
