@@ -63,6 +63,7 @@ def test_registry_lists_every_model_with_its_role() -> None:
         "mobilenetv3-small-0.75": "student",
         "swapnet": "student",
         "smoke-cnn": "student",
+        "searchnet": "student",
     }
     assert NAMES[:4] == ["resnet18", "resnet34", "resnet50", "cdcnpp"]  # registration order
     assert get_spec("minifasnet").input_size == 80

@@ -63,7 +63,7 @@ from fasdistill.infer.cascade_band import (
     in_band,
     map_small_scores,
 )
-from fasdistill.infer.model_file import ModelFile, Scorer, open_model
+from fasdistill.infer.model_file import OPENERS, ModelFile, Scorer, open_model
 from fasdistill.metrics.scores import ScoreSet
 
 __all__ = [
@@ -596,3 +596,6 @@ def _named_files(manifest: Path) -> set[str]:
         }
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
+
+
+OPENERS.append((is_cascade, open_cascade))

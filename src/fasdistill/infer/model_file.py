@@ -77,6 +77,12 @@ class ModelFile:
         return runtime_scorer(self.kind, self.path, threads)
 
 
+# Models made of several files (a cascade) register how they are recognised and opened
+# when their module is imported (``fasdistill.infer`` imports them), so this module,
+# which they build on, never imports them.
+OPENERS: list[tuple[Callable[[Path], bool], Callable[[Path], ModelFile]]] = []
+
+
 def open_model(path: str | os.PathLike[str]) -> ModelFile:
     """Read a model file's metadata (the model itself loads when it is first scored).
 
@@ -86,10 +92,9 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
     (``model.cascade.json`` or its folder) opens as one model (:mod:`fasdistill.infer.cascade`).
     """
     path = Path(path)
-    from fasdistill.infer.cascade import is_cascade, open_cascade
-
-    if is_cascade(path):
-        return open_cascade(path)
+    for matches, opener in OPENERS:
+        if matches(path):
+            return opener(path)
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a model file")
     if not path.is_file():

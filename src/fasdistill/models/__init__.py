@@ -9,7 +9,9 @@ from __future__ import annotations
 # Registration order is table order: teachers first.
 from fasdistill.models import teachers  # isort: split
 
-from fasdistill.models import searchnet, students
+from fasdistill.models import students  # isort: split
+
+from fasdistill.models import searchnet
 from fasdistill.models.base import DeployableFAS, FASModel, bonafide_score
 from fasdistill.models.heads import AUX_HEADS, fourier_target, pixel_map_target
 from fasdistill.models.registry import (
