@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fasdistill.cli import main
-from fasdistill.config import load_recipe
+from fasdistill.config import dump_recipe, load_recipe
 from fasdistill.distill import fit
 from fasdistill.engine.checkpoint import load_deployable
 from fasdistill.errors import InputError
@@ -99,6 +99,13 @@ def test_arch_travels_with_the_checkpoint(index: Path, tmp_path: Path) -> None:
     assert meta["arch"] == "d3w4n1-i3e2w8n1"
     rebuilt = build_model("searchnet", num_classes=3, arch="d3w4n1-i3e2w8n1").deployable()
     assert count_params(model) == count_params(rebuilt)
+
+
+def test_recipes_without_an_arch_dump_as_before() -> None:
+    """Runs saved before model.arch existed still resume (their config.yaml has no arch)."""
+    assert "arch" not in dump_recipe(load_recipe("smoke"))
+    with_arch = dump_recipe(load_recipe("smoke", ["model.name=searchnet", "model.arch=d3w4n1"]))
+    assert "arch: d3w4n1" in with_arch
 
 
 def test_arch_on_a_model_without_one_is_refused(index: Path, tmp_path: Path) -> None:

@@ -307,4 +307,6 @@ def dump_recipe(config: RunConfig) -> str:
         del data["distill"]
     if not data["description"]:  # and so do recipes without a description
         del data["description"]
+    if data["model"]["arch"] is None:  # and models without an architecture string
+        del data["model"]["arch"]
     return yaml.safe_dump(data, sort_keys=False)
