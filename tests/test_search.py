@@ -25,6 +25,7 @@ from fasdistill.search.run import (
     load_search_config,
     pareto,
     parse_count,
+    rho_text,
     run_search,
 )
 from fasdistill.search.space import SearchSpace
@@ -91,9 +92,13 @@ def test_bad_arch_strings_name_the_stage(arch: str, says: str) -> None:
 def test_arch_travels_with_the_checkpoint(index: Path, tmp_path: Path) -> None:
     config = load_recipe(
         "smoke",
-        ["model.name=searchnet", "model.arch=d3w4n1-i3e2w8n1", "train.epochs=1",
-         "data.input_size=16"],
-    )  # fmt: skip
+        [
+            "model.name=searchnet",
+            "model.arch=d3w4n1-i3e2w8n1",
+            "train.epochs=1",
+            "data.input_size=16",
+        ],
+    )
     fit(config, index, tmp_path, show_progress=False)
     model, meta = load_deployable(tmp_path / "checkpoints" / "best.pt")
     assert meta["arch"] == "d3w4n1-i3e2w8n1"
@@ -182,6 +187,7 @@ def test_spearman_with_ties() -> None:
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    assert rho_text(None) == "n/a" and rho_text(0.5) == "+0.50"
 
 
 def test_pareto_and_spread() -> None:
@@ -204,9 +210,15 @@ def test_counts_and_settings() -> None:
 
 def test_candidate_overrides_match_the_study_budget(tmp_path: Path) -> None:
     overrides = candidate_overrides("d3w8n1", 32, 270, 1, tmp_path / "t.pt", ["x=1"])
-    for expected in ("train.min_steps=270", "train.seed=1", "train.early_stop=null",
-                     "data.augment.resized_crop=[1.0,1.0]", "distill.cache=true",
-                     "data.input_size=32", "model.arch=d3w8n1"):  # fmt: skip
+    for expected in (
+        "train.min_steps=270",
+        "train.seed=1",
+        "train.early_stop=null",
+        "data.augment.resized_crop=[1.0,1.0]",
+        "distill.cache=true",
+        "data.input_size=32",
+        "model.arch=d3w8n1",
+    ):
         assert expected in overrides
 
 
@@ -288,8 +300,9 @@ def test_search_replaces_a_proxy_that_does_not_rank(
     space = SearchSpace.model_validate(TINY_SPACE)
     rng = random.Random(0)
     points = {"@".join(map(str, space.sample(rng))) for _ in range(200)}
-    backwards = {p: 1.0 - sum(s.width * s.depth for s in parse_arch(p.split("@")[0])) / 100
-                 for p in points}  # fmt: skip
+    backwards = {
+        p: 1.0 - sum(s.width * s.depth for s in parse_arch(p.split("@")[0])) / 100 for p in points
+    }
     fake, _ = _fake_runs({p: 1 - v for p, v in backwards.items()})
     monkeypatch.setattr(search_run, "run_jobs", fake)
     monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
@@ -299,6 +312,27 @@ def test_search_replaces_a_proxy_that_does_not_rank(
     assert proxy["replaced"] and proxy["used"] != "acer"
     assert proxy["history"][0]["spearman"]["acer"] < 0.5
     assert proxy["history"][-1]["spearman"][proxy["used"]] >= 0.5
+
+
+def test_search_records_a_rank_check_it_cannot_judge(
+    index: Path, smoke_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every candidate at the same dev ACER: no ranking to judge, written as null."""
+    fake, _ = _fake_runs()
+
+    def constant(jobs, parallel, log):
+        return {
+            k: {"dev": dict.fromkeys(("acer", "eer", "auc", "nll"), 0.25)}
+            for k in fake(jobs, parallel, log)
+        }
+
+    monkeypatch.setattr(search_run, "run_jobs", constant)
+    monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
+    monkeypatch.setattr(search_run, "markdown", lambda result: "")
+    result = run_search(_tiny(), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
+    rank = json.loads((tmp_path / "rank.json").read_text())
+    assert rank["history"][-1]["spearman"]["acer"] is None and rank["ranks"] is False
+    assert result["chosen"]
 
 
 def test_search_refuses_other_settings_in_its_folder(
@@ -319,8 +353,9 @@ def test_search_checks_inputs_before_writing(
     with pytest.raises(InputError, match="not found"):
         run_search(_tiny(), index, tmp_path / "missing.pt", tmp_path / "out", swap_runtimes=None)
     with pytest.raises(InputError, match="unknown runtime"):
-        run_search(_tiny(runtime="tpu"), index, smoke_checkpoint, tmp_path / "out2",
-                   swap_runtimes=None)  # fmt: skip
+        run_search(
+            _tiny(runtime="tpu"), index, smoke_checkpoint, tmp_path / "out2", swap_runtimes=None
+        )
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
 
 
@@ -331,8 +366,19 @@ def test_search_end_to_end_from_the_command_line(
     settings = tmp_path / "search.yaml"
     settings.write_text(json.dumps(_tiny(candidates=3, refine=0).model_dump(mode="json")))
     out = tmp_path / "out"
-    argv = ["search", "--data", str(index), "--teacher", str(smoke_checkpoint), "--out",
-            str(out), "--config", str(settings), "--max-latency-ms", "50"]  # fmt: skip
+    argv = [
+        "search",
+        "--data",
+        str(index),
+        "--teacher",
+        str(smoke_checkpoint),
+        "--out",
+        str(out),
+        "--config",
+        str(settings),
+        "--max-latency-ms",
+        "50",
+    ]
     assert main(argv) == 0
     result = json.loads((out / "result.json").read_text())
     chosen = result["chosen"]

@@ -386,7 +386,9 @@ class Search:
                 m: spearman([proxy_value(rows[p]["proxy"], m) for p in points], target)
                 for m in PROXY_METRICS
             }
-            history.append({"proxy": metric, "candidates": len(points), "spearman": rho})
+            # nan (a constant side: no ranking to judge) is written as null
+            written = {m: None if v != v else v for m, v in rho.items()}
+            history.append({"proxy": metric, "candidates": len(points), "spearman": written})
             self.log(
                 f"proxy rank check on {len(points)} fully trained: "
                 + ", ".join(f"{m} {v:+.2f}" for m, v in rho.items())
@@ -400,12 +402,13 @@ class Search:
                 break  # no figure of the short runs ranks better: said in rank.json
             self.log(f"proxy {metric} does not rank (< {c.min_rank}); replaced by {best}")
             metric = best
+        final_rho = history[-1]["spearman"][metric]
         rank = {
             "initial": c.proxy,
             "used": metric,
             "replaced": metric != c.proxy,
             "min_rank": c.min_rank,
-            "ranks": bool(history[-1]["spearman"][metric] >= c.min_rank),
+            "ranks": final_rho is not None and final_rho >= c.min_rank,
             "history": history,
             "target": "dev ACER after the full budget (first seed)",
         }
@@ -582,6 +585,11 @@ def write_swap(search: Search, result: dict[str, Any], runtimes: tuple[str, ...]
     log(f"SWAP report: {folder / 'report.html'}")
 
 
+def rho_text(value: float | None) -> str:
+    """A rank correlation for a table (``n/a``: one side was constant)."""
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The search's summary: the latency check, the proxy check, the front and the choice."""
     check, proxy = result["latency_check"], result["proxy"]
@@ -598,7 +606,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Proxy: {proxy['used']} "
         f"({'replaced ' + proxy['initial'] if proxy['replaced'] else 'kept'}); "
         f"Spearman with full dev ACER on {last['candidates']} candidates: "
-        + ", ".join(f"{m} {v:+.2f}" for m, v in last["spearman"].items()),
+        + ", ".join(f"{m} {rho_text(v)}" for m, v in last["spearman"].items()),
         "",
         "| point | params | MMAC | latency ms | dev ACER (mean) | test ACER (mean ± std) "
         "| retention |",
