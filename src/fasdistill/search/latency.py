@@ -236,18 +236,9 @@ def fit_table(
     a fit can afford it follows their noise (checked: a fitted scale doubled the error
     on other models), while the sum itself tracks size.
     """
-    from fasdistill.models import build_model
-
-    models = {
-        f"{arch}@{size}": (
-            build_model("searchnet", num_classes=classes, arch=arch).deployable(),
-            size,
-        )
-        for arch, size in archs
-    }
-    measured = time_models(models, table.runtime, table.threads, runs, seconds)
+    measured = time_archs(archs, classes, table.runtime, table.threads, runs, seconds)
     raw = np.array([table.raw_estimate(a, s, classes) for a, s in archs])
-    got = np.array([measured[name] for name in models])
+    got = np.array([measured[point] for point in archs])
     offset = float(np.median(got - raw))
     table.fit = {
         "scale": 1.0,
@@ -306,6 +297,32 @@ def time_models(
     return {name: t.median_ms for name, t in timed.items()}
 
 
+def time_archs(
+    archs: list[tuple[str, int]],
+    classes: int,
+    runtime: str,
+    threads: int,
+    runs: int = 200,
+    seconds: float = 2.0,
+) -> dict[tuple[str, int], float]:
+    """Batch-1 median latency (ms) of SearchNets ``(arch, input_size)``, interleaved.
+
+    Latency does not depend on the weights' values, so freshly built models stand
+    for trained ones.
+    """
+    from fasdistill.models import build_model
+
+    models = {
+        f"{arch}@{size}": (
+            build_model("searchnet", num_classes=classes, arch=arch).deployable(),
+            size,
+        )
+        for arch, size in archs
+    }
+    measured = time_models(models, runtime, threads, runs, seconds)
+    return {point: measured[f"{point[0]}@{point[1]}"] for point in archs}
+
+
 def check_table(
     table: LatencyTable,
     archs: list[tuple[str, int]],
@@ -318,26 +335,17 @@ def check_table(
     The models are timed interleaved in one loop; the error of each is
     ``estimate / measured - 1``; the summary is the median absolute error.
     """
-    from fasdistill.models import build_model
-
-    models = {
-        f"{arch}@{size}": (
-            build_model("searchnet", num_classes=classes, arch=arch).deployable(),
-            size,
-        )
-        for arch, size in archs
-    }
-    measured = time_models(models, table.runtime, table.threads, runs, seconds)
+    measured = time_archs(archs, classes, table.runtime, table.threads, runs, seconds)
     rows = []
-    for (arch, size), name in zip(archs, models, strict=True):
+    for arch, size in archs:
         estimate = table.estimate(arch, size, classes)
         rows.append(
             {
                 "arch": arch,
                 "input_size": size,
                 "estimate_ms": estimate,
-                "measured_ms": measured[name],
-                "error": estimate / measured[name] - 1.0,
+                "measured_ms": measured[arch, size],
+                "error": estimate / measured[arch, size] - 1.0,
             }
         )
     errors = [abs(r["error"]) for r in rows]

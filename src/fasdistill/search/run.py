@@ -417,24 +417,18 @@ class Search:
 
     def measure(self, trained: dict[str, dict]) -> dict[str, float]:
         """Whole-model latency (ms) of the fully trained points, interleaved, on the runtime."""
-        from fasdistill.models import build_model
-        from fasdistill.search.latency import time_models
+        from fasdistill.search.latency import time_archs
 
         path = self.out / "measured.json"
         measured = json.loads(path.read_text()) if path.exists() else {}
         todo = [p for p in trained if p not in measured]
         if todo:
-            models = {
-                p: (
-                    build_model(
-                        "searchnet", num_classes=self.classes, arch=trained[p]["arch"]
-                    ).deployable(),
-                    trained[p]["input_size"],
-                )
-                for p in sorted(trained)
-            }
             c = self.config
-            measured = time_models(models, c.runtime, c.threads, c.timing_runs, c.timing_seconds)
+            points = [(trained[p]["arch"], trained[p]["input_size"]) for p in sorted(trained)]
+            timed = time_archs(
+                points, self.classes, c.runtime, c.threads, c.timing_runs, c.timing_seconds
+            )
+            measured = {point_id(*point): ms for point, ms in timed.items()}
             atomic_write_json(path, measured)
         return measured
 
