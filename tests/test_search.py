@@ -19,15 +19,9 @@ from fasdistill.models import build_model, count_macs, count_params
 from fasdistill.models.searchnet import SWAPNET_ARCH, arch_blocks, arch_macs, parse_arch
 from fasdistill.search import run as search_run
 from fasdistill.search.latency import LatencyTable, check_table, fit_table, head_key
-from fasdistill.search.run import (
-    SearchConfig,
-    _spread,
-    load_search_config,
-    pareto,
-    parse_count,
-    rho_text,
-    run_search,
-)
+from fasdistill.search.report import rho_text
+from fasdistill.search.run import _spread, pareto, run_search
+from fasdistill.search.settings import SearchConfig, load_search_config, parse_count
 from fasdistill.search.space import SearchSpace
 from fasdistill.search.train import candidate_overrides, ranks, spearman
 
@@ -273,13 +267,18 @@ def _fake_runs(proxy_of: dict[str, float] | None = None):
     return run_jobs, calls
 
 
+def _no_training(monkeypatch: pytest.MonkeyPatch, run_jobs) -> None:
+    """The search with ``run_jobs`` for training, no test scoring and no summary page."""
+    monkeypatch.setattr(search_run, "run_jobs", run_jobs)
+    monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
+    monkeypatch.setattr(search_run, "markdown", lambda result: "")
+
+
 def test_search_flow_keeps_a_proxy_that_ranks(
     index: Path, smoke_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, calls = _fake_runs()
-    monkeypatch.setattr(search_run, "run_jobs", fake)
-    monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
-    monkeypatch.setattr(search_run, "markdown", lambda result: "")
+    _no_training(monkeypatch, fake)
     result = run_search(_tiny(), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
     assert calls[0] and all("/seed" not in name for name in calls[0])  # proxies come first
     assert len(json.loads((tmp_path / "pool.json").read_text())) == 6 + 1  # pool + include
@@ -304,9 +303,7 @@ def test_search_replaces_a_proxy_that_does_not_rank(
         p: 1.0 - sum(s.width * s.depth for s in parse_arch(p.split("@")[0])) / 100 for p in points
     }
     fake, _ = _fake_runs({p: 1 - v for p, v in backwards.items()})
-    monkeypatch.setattr(search_run, "run_jobs", fake)
-    monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
-    monkeypatch.setattr(search_run, "markdown", lambda result: "")
+    _no_training(monkeypatch, fake)
     result = run_search(_tiny(check=4), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
     proxy = result["proxy"]
     assert proxy["replaced"] and proxy["used"] != "acer"
@@ -326,9 +323,7 @@ def test_search_records_a_rank_check_it_cannot_judge(
             for k in fake(jobs, parallel, log)
         }
 
-    monkeypatch.setattr(search_run, "run_jobs", constant)
-    monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
-    monkeypatch.setattr(search_run, "markdown", lambda result: "")
+    _no_training(monkeypatch, constant)
     result = run_search(_tiny(), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
     rank = json.loads((tmp_path / "rank.json").read_text())
     assert rank["history"][-1]["spearman"]["acer"] is None and rank["ranks"] is False
@@ -339,9 +334,7 @@ def test_search_refuses_other_settings_in_its_folder(
     index: Path, smoke_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake, _ = _fake_runs()
-    monkeypatch.setattr(search_run, "run_jobs", fake)
-    monkeypatch.setattr(search_run.Search, "test", lambda self, final: {"teacher": {}})
-    monkeypatch.setattr(search_run, "markdown", lambda result: "")
+    _no_training(monkeypatch, fake)
     run_search(_tiny(), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
     with pytest.raises(InputError, match="other config"):
         run_search(_tiny(steps=4), index, smoke_checkpoint, tmp_path, swap_runtimes=None)

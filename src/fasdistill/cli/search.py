@@ -63,7 +63,8 @@ def _run_search(args: argparse.Namespace) -> int:
 
     import yaml
 
-    from fasdistill.search.run import load_search_config, parse_count, run_search
+    from fasdistill.search.run import run_search
+    from fasdistill.search.settings import load_search_config, parse_count
 
     config = load_search_config(
         args.config,

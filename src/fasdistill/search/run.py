@@ -29,14 +29,12 @@ import random
 import statistics
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from fasdistill.errors import InputError
-from fasdistill.schema import Section
 from fasdistill.search.latency import LatencyTable, check_runtime, check_table, fit_table
-from fasdistill.search.space import SearchSpace
+from fasdistill.search.report import markdown, write_swap
+from fasdistill.search.settings import SearchConfig, point_id, split_point
 from fasdistill.search.train import (
     PROXY_METRICS,
     TrainJob,
@@ -49,63 +47,6 @@ from fasdistill.search.train import (
 from fasdistill.utils.atomic import atomic_write_json, atomic_write_text
 
 Log = Callable[[str], None]
-SWAPNET_POINT = "d3w32n1-d3w64n2-d3w96n2-d3w128n2@64"
-
-
-class SearchConfig(Section):
-    """What to search, for which runtime and budget, and how much to spend on it."""
-
-    runtime: str = "onnx"
-    threads: int = Field(1, ge=1)
-    max_latency_ms: float | None = Field(None, gt=0)
-    max_params: int | None = Field(None, ge=1)
-    space: SearchSpace = Field(default_factory=SearchSpace)
-    pool: int = Field(200, ge=2)  # architectures drawn (and put in the latency table)
-    include: list[str] = Field(default_factory=lambda: [SWAPNET_POINT])  # "arch@side"
-    latency_margin: float = Field(1.5, ge=1.0)  # candidates up to this x the latency budget
-    candidates: int = Field(16, ge=2)  # first-round proxy runs
-    refine: int = Field(8, ge=0)  # mutations of the proxy front, also proxy-trained
-    proxy: Literal["acer", "eer", "auc", "nll"] = "acer"
-    proxy_steps: int = Field(60, ge=1)
-    min_rank: float = Field(0.5, ge=-1.0, le=1.0)  # Spearman a proxy must reach
-    check: int = Field(8, ge=2)  # fully trained candidates the rank check uses, at least
-    front_max: int = Field(6, ge=1)  # final models, at most
-    steps: int = Field(270, ge=1)  # the full budget (optimiser steps)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
-    recipe: str = "distill_kd"
-    overrides: list[str] = Field(default_factory=list)
-    lut_fit: int = Field(6, ge=1)
-    lut_check: int = Field(8, ge=1)
-    lut_runs: int = Field(100, ge=5)  # timed runs per table entry
-    timing_runs: int = Field(200, ge=5)  # and per whole model (fit, check, final front)
-    timing_seconds: float = Field(2.0, ge=0.0)  # at least this long per whole-model loop
-    seed: int = 0
-
-
-def parse_count(text: str) -> int:
-    """``"1M"``, ``"500k"``, ``"250000"`` -> an int; anything else is an error naming it."""
-    raw = str(text).strip().lower().replace("_", "")
-    scale = {"k": 1_000, "m": 1_000_000}.get(raw[-1:], 1)
-    try:
-        value = float(raw[:-1] if scale > 1 else raw) * scale
-    except ValueError:
-        raise InputError(
-            f"--max-params {text!r}: expected a count like 1M, 500k or 250000"
-        ) from None
-    if value < 1:
-        raise InputError(f"--max-params {text!r}: must be at least 1")
-    return int(value)
-
-
-def split_point(point: str) -> tuple[str, int]:
-    arch, _, side = point.partition("@")
-    if not side.isdigit():
-        raise InputError(f"include {point!r}: expected ARCH@SIDE, e.g. {SWAPNET_POINT}")
-    return arch, int(side)
-
-
-def point_id(arch: str, size: int) -> str:
-    return f"{arch}@{size}"
 
 
 def _dir(point: str) -> str:
@@ -276,45 +217,26 @@ class Search:
             budget is None or row["estimate_ms"] <= budget * margin
         )
 
-    def _proxy_jobs(self, rows: list[dict[str, Any]]) -> list[TrainJob]:
+    def _jobs(
+        self, rows: list[dict[str, Any]], steps: int, seeds: list[int] | None = None
+    ) -> list[TrainJob]:
+        """Proxy runs (``seeds`` None: the search's seed, ``proxy/<point>``) or full runs
+        (``full/<point>/seed<k>``) of ``rows``."""
         c = self.config
+        teacher = self.teacher.resolve()
         return [
             TrainJob(
-                r["point"],
+                r["point"] if seed is None else f"{r['point']}/seed{seed}",
                 c.recipe,
-                tuple(
-                    candidate_overrides(
-                        r["arch"],
-                        r["input_size"],
-                        c.proxy_steps,
-                        c.seed,
-                        self.teacher.resolve(),
-                        c.overrides,
-                    )
-                ),
+                tuple(candidate_overrides(r["arch"], r["input_size"], steps,
+                                          c.seed if seed is None else seed, teacher, c.overrides)),
                 str(self.data),
-                str(self.out / "proxy" / _dir(r["point"])),
+                str(self.out / "proxy" / _dir(r["point"])) if seed is None
+                else str(self.out / "full" / _dir(r["point"]) / f"seed{seed}"),
             )
             for r in rows
-        ]
-
-    def _full_jobs(self, rows: list[dict[str, Any]], seeds: list[int]) -> list[TrainJob]:
-        c = self.config
-        return [
-            TrainJob(
-                f"{r['point']}/seed{s}",
-                c.recipe,
-                tuple(
-                    candidate_overrides(
-                        r["arch"], r["input_size"], c.steps, s, self.teacher.resolve(), c.overrides
-                    )
-                ),
-                str(self.data),
-                str(self.out / "full" / _dir(r["point"]) / f"seed{s}"),
-            )
-            for r in rows
-            for s in seeds
-        ]
+            for seed in (seeds or [None])
+        ]  # fmt: skip
 
     def proxies(self, pool: list[dict[str, Any]], table: LatencyTable) -> dict[str, dict]:
         """Round 1 spread over latency, round 2 mutations of the proxy front."""
@@ -325,7 +247,7 @@ class Search:
         )
         first = _spread(eligible, c.candidates)
         first += [by_point[p] for p in c.include if by_point[p] not in first]
-        results = run_jobs(self._proxy_jobs(first), self.parallel, self.log)
+        results = run_jobs(self._jobs(first, c.proxy_steps), self.parallel, self.log)
         rows = {r["point"]: r | {"proxy": results[r["point"]]["dev"]} for r in first}
         refine_path = self.out / "refine.json"
         if refine_path.exists():
@@ -349,7 +271,7 @@ class Search:
                 if self._eligible(row, c.latency_margin):
                     extra.append(row | {"parent": parent["point"]})
             atomic_write_json(refine_path, extra)
-        results = run_jobs(self._proxy_jobs(extra), self.parallel, self.log)
+        results = run_jobs(self._jobs(extra, c.proxy_steps), self.parallel, self.log)
         rows |= {r["point"]: r | {"proxy": results[r["point"]]["dev"]} for r in extra}
         return rows
 
@@ -375,7 +297,7 @@ class Search:
                 need = c.check - len(trained) - len(set(wanted) - set(trained))
                 wanted |= {r["point"]: r for r in _spread(fill, need)}
             new = [r for p, r in wanted.items() if p not in trained]
-            results = run_jobs(self._full_jobs(new, [seed]), self.parallel, self.log)
+            results = run_jobs(self._jobs(new, c.steps, [seed]), self.parallel, self.log)
             for r in new:
                 trained[r["point"]] = r | {
                     "full": {seed: results[f"{r['point']}/seed{seed}"]["dev"]}
@@ -451,7 +373,7 @@ class Search:
                 f"{fastest['latency_ms']:.3f} ms); raise --max-latency-ms or widen the space"
             )
         front = pareto(budget, "latency_ms", lambda r: r["full"][seed]["acer"])[: c.front_max]
-        results = run_jobs(self._full_jobs(front, c.seeds), self.parallel, self.log)
+        results = run_jobs(self._jobs(front, c.steps, c.seeds), self.parallel, self.log)
         for r in front:
             r["seeds"] = {s: results[f"{r['point']}/seed{s}"]["dev"] for s in c.seeds}
             r["dev_acer_mean"] = statistics.fmean(v["acer"] for v in r["seeds"].values())
@@ -553,101 +475,6 @@ def run_search(
     atomic_write_json(out / "result.json", result)
     atomic_write_text(out / "search.md", markdown(result))
     if swap_runtimes is not None:
-        write_swap(search, result, swap_runtimes or (config.runtime,), log)
+        runtimes = swap_runtimes or (config.runtime,)
+        write_swap(out, search.teacher, search.data, result, runtimes, config.threads, log)
     return result
-
-
-def write_swap(search: Search, result: dict[str, Any], runtimes: tuple[str, ...], log: Log) -> None:
-    """The teacher against the chosen student (its best dev seed): ``OUT/swap/report.html``."""
-    from fasdistill.swap.measure import SwapOptions, run_swap
-    from fasdistill.swap.report import write_reports
-
-    folder = search.out / "swap"
-    if (folder / "report.html").exists():
-        return
-    options = SwapOptions(runtimes=tuple(dict.fromkeys(runtimes)), threads=search.config.threads)
-    label = f"searched/{result['chosen']}/seed{result['chosen_seed']}"
-    swap = run_swap(
-        [search.teacher, Path(result["checkpoint"])],
-        search.data,
-        folder,
-        options,
-        log=log,
-        labels=["teacher", label],
-    )
-    write_reports(swap, folder)
-    log(f"SWAP report: {folder / 'report.html'}")
-
-
-def rho_text(value: float | None) -> str:
-    """A rank correlation for a table (``n/a``: one side was constant)."""
-    return "n/a" if value is None else f"{value:+.2f}"
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """The search's summary: the latency check, the proxy check, the front and the choice."""
-    check, proxy = result["latency_check"], result["proxy"]
-    last = proxy["history"][-1]
-    teacher = result["test"]["teacher"]["test"]["acer"]
-    lines = [
-        f"# Student search on {result['runtime']} ({result['threads']} thread(s))",
-        "",
-        f"Budget: {result['budget']}. Chosen on dev: **{result['chosen']}** "
-        f"(seed {result['chosen_seed']}).",
-        "",
-        f"Latency table: median error {100 * check['median_abs_error']:.1f} % "
-        f"(max {100 * check['max_abs_error']:.1f} %) on {len(check['models'])} whole models.",
-        f"Proxy: {proxy['used']} "
-        f"({'replaced ' + proxy['initial'] if proxy['replaced'] else 'kept'}); "
-        f"Spearman with full dev ACER on {last['candidates']} candidates: "
-        + ", ".join(f"{m} {rho_text(v)}" for m, v in last["spearman"].items()),
-        "",
-        "| point | params | MMAC | latency ms | dev ACER (mean) | test ACER (mean ± std) "
-        "| retention |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in result["front"]:
-        t = result["test"]["models"][r["point"]]
-        lines.append(
-            f"| {r['point']} | {r['params'] / 1e6:.3f} M | {r['macs'] / 1e6:.1f} | "
-            f"{r['latency_ms']:.3f} | {100 * r['dev_acer_mean']:.2f} % | "
-            f"{100 * t['test_acer_mean']:.2f} ± {100 * t['test_acer_std']:.2f} % | "
-            f"{100 * t['retention_mean']:.1f} % |"
-        )
-    lines += [
-        "",
-        f"Teacher test ACER: {100 * teacher:.2f} %. Test figures were read after the choice.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def load_search_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, **given: Any
-) -> SearchConfig:
-    """Defaults, then a YAML file of settings, then ``given`` fields, then ``key=value`` overrides.
-
-    Every unknown key or bad value is an error that names it.
-    """
-    import yaml
-    from pydantic import ValidationError
-
-    from fasdistill.config import _set_path, parse_overrides
-    from fasdistill.study.spec import format_errors
-
-    source = str(path) if path else "search settings"
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise InputError(f"{path}: cannot read the search settings ({error})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{path}: search settings must be a mapping of fields")
-    data |= {k: v for k, v in given.items() if v is not None}
-    for key, value in parse_overrides(overrides or []):
-        _set_path(data, key, value, "--set")
-    try:
-        return SearchConfig.model_validate(data)
-    except ValidationError as error:
-        raise InputError(format_errors(error, source)) from None
