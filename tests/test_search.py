@@ -14,13 +14,14 @@ from fasdistill.cli import main
 from fasdistill.config import dump_recipe, load_recipe
 from fasdistill.distill import fit
 from fasdistill.engine.checkpoint import load_deployable
+from fasdistill.engine.optim import lr_factor, planned_epochs
 from fasdistill.errors import InputError
 from fasdistill.models import build_model, count_macs, count_params
 from fasdistill.models.searchnet import SWAPNET_ARCH, arch_blocks, arch_macs, parse_arch
 from fasdistill.search import run as search_run
 from fasdistill.search.latency import LatencyTable, check_table, fit_table, head_key
 from fasdistill.search.report import rho_text
-from fasdistill.search.run import _spread, pareto, run_search
+from fasdistill.search.run import _spread, pareto, proxy_warmup, run_search
 from fasdistill.search.settings import SearchConfig, load_search_config, parse_count
 from fasdistill.search.space import SearchSpace
 from fasdistill.search.train import candidate_overrides, ranks, spearman
@@ -184,6 +185,29 @@ def test_spearman_with_ties() -> None:
     assert rho_text(None) == "n/a" and rho_text(0.5) == "+0.50"
 
 
+@pytest.mark.parametrize(("rows", "proxy_steps"), [(12_000, 90), (12_000, 60), (3_000, 45)])
+def test_a_proxy_run_follows_the_full_runs_learning_rate_compressed(
+    rows: int, proxy_steps: int
+) -> None:
+    """One epoch of warm-up would fill a short run: the proxy gets the same share of it."""
+    base = ["train.epochs=1", "data.batch_size=128", "schedule.warmup_epochs=1"]
+    per_epoch = rows // 128
+    full = load_recipe("distill_kd", [*base, "train.min_steps=270"])
+    warmup = proxy_warmup(1.0, rows, 128, proxy_steps, 270)
+    proxy = load_recipe(
+        "distill_kd", [*base, f"train.min_steps={proxy_steps}", f"schedule.warmup_epochs={warmup}"]
+    )
+    full_total = planned_epochs(full, per_epoch) * per_epoch
+    proxy_total = planned_epochs(proxy, per_epoch) * per_epoch
+    for share in (0.2, 0.5, 0.8, 0.95):  # (warm-ups of a few steps round differently)
+        a = lr_factor(int(share * full_total), per_epoch, full, planned_epochs(full, per_epoch))
+        b = lr_factor(int(share * proxy_total), per_epoch, proxy, planned_epochs(proxy, per_epoch))
+        assert abs(a - b) < 0.06, (share, a, b)
+    # and the proxy's rate climbs, peaks, and has decayed by its end
+    end = lr_factor(proxy_total - 1, per_epoch, proxy, planned_epochs(proxy, per_epoch))
+    assert end < 0.05
+
+
 def test_pareto_and_spread() -> None:
     table = [("a", 1, 0.5), ("b", 2, 0.4), ("c", 3, 0.45), ("d", 4, 0.1), ("e", 1.5, 0.6)]
     rows = [{"point": p, "ms": ms, "err": e} for p, ms, e in table]
@@ -309,6 +333,44 @@ def test_search_replaces_a_proxy_that_does_not_rank(
     assert proxy["replaced"] and proxy["used"] != "acer"
     assert proxy["history"][0]["spearman"]["acer"] < 0.5
     assert proxy["history"][-1]["spearman"][proxy["used"]] >= 0.5
+
+
+@pytest.mark.parametrize("escalate", [1, 0])
+def test_search_lengthens_a_proxy_when_no_figure_ranks(
+    index: Path,
+    smoke_checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    escalate: int,
+) -> None:
+    """Short runs whose every figure orders the points backwards; runs twice as long rank."""
+    fake, _ = _fake_runs()
+    jobs_seen: list = []
+
+    def short_backwards(jobs, parallel, log):
+        jobs_seen.extend(jobs)
+        out = fake(jobs, parallel, log)
+        for job in jobs:
+            if Path(job.run_dir).parent.name == "proxy":  # the first, short proxy runs
+                out[job.name] = {"dev": {k: 1 - v for k, v in out[job.name]["dev"].items()}}
+        return out
+
+    _no_training(monkeypatch, short_backwards)
+    config = _tiny(check=4, proxy_steps=2, steps=4, escalate=escalate)
+    result = run_search(config, index, smoke_checkpoint, tmp_path, swap_runtimes=None)
+    proxy = result["proxy"]
+    first = proxy["history"][0]
+    assert first["proxy_steps"] == 2 and first["spearman"]["acer"] < 0.5
+    longer = [j for j in jobs_seen if Path(j.run_dir).parent.name == "proxy4"]
+    if escalate:
+        assert proxy["replaced"] and proxy["ranks"] and proxy["proxy_steps"] == 4
+        assert proxy["history"][-1]["spearman"][proxy["used"]] >= 0.5
+        # every candidate ran again, with the full run's schedule shrunk to 4 steps
+        assert {j.name for j in longer} == {c["point"] for c in result["candidates"]}
+        assert all("schedule.warmup_epochs=1" in j.overrides for j in longer)
+        assert all(c["proxy"]["acer"] < 0.5 for c in result["candidates"])  # the longer runs'
+    else:
+        assert not proxy["ranks"] and proxy["proxy_steps"] == 2 and not longer
 
 
 def test_search_records_a_rank_check_it_cannot_judge(

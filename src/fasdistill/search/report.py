@@ -57,8 +57,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Latency table: median error {100 * check['median_abs_error']:.1f} % "
         f"(max {100 * check['max_abs_error']:.1f} %) on {len(check['models'])} whole models.",
-        f"Proxy: {proxy['used']} "
-        f"({'replaced ' + proxy['initial'] if proxy['replaced'] else 'kept'}); "
+        f"Proxy: {proxy['used']} after {proxy.get('proxy_steps', last.get('proxy_steps'))} "
+        f"steps ({'replaced ' + proxy['initial'] if proxy['replaced'] else 'kept'}); "
         f"Spearman with full dev ACER on {last['candidates']} candidates: "
         + ", ".join(f"{m} {rho_text(v)}" for m, v in last["spearman"].items()),
         "",

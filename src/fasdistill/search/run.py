@@ -25,6 +25,7 @@ The steps, each kept in ``OUT`` so a rerun resumes where the last one stopped:
 from __future__ import annotations
 
 import json
+import math
 import random
 import statistics
 from collections.abc import Callable
@@ -71,6 +72,8 @@ class Search:
         # A table may be shared by searches on one machine, runtime and thread count.
         self.table_path = table or self.out / "latency" / f"{config.runtime}-{config.threads}t.json"
         self.classes = 0
+        # the recipe's warm-up (epochs), train crops and batch size (set by check_inputs)
+        self.schedule: tuple[float, int, int] = (0.0, 1, 1)
 
     # ------------------------------------------------------------------ checks and records
     def check_inputs(self) -> None:
@@ -96,7 +99,11 @@ class Search:
         for point in c.include:
             parse_arch(split_point(point)[0])
         arch, size = split_point(c.include[0]) if c.include else c.space.sample(random.Random(0))
-        load_recipe(c.recipe, candidate_overrides(arch, size, 1, 0, self.teacher, c.overrides))
+        recipe = load_recipe(
+            c.recipe, candidate_overrides(arch, size, c.steps, 0, self.teacher, c.overrides)
+        )
+        train_rows = sum(r["split"] == "train" for r in index.rows)
+        self.schedule = (recipe.schedule.warmup_epochs, train_rows, recipe.data.batch_size)
         if c.max_latency_ms is None and c.max_params is None:
             self.log("no --max-latency-ms or --max-params: the search spans the whole space")
 
@@ -224,14 +231,20 @@ class Search:
         (``full/<point>/seed<k>``) of ``rows``."""
         c = self.config
         teacher = self.teacher.resolve()
+        shrink = []  # a proxy run's schedule is the full run's, shrunk: the same share of warm-up
+        if seeds is None:
+            shrink = [f"schedule.warmup_epochs={proxy_warmup(*self.schedule, steps, c.steps):.6g}"]
+        # proxies of the first length in proxy/, longer ones (after a failed check) beside
+        proxy = "proxy" if steps == c.proxy_steps else f"proxy{steps}"
         return [
             TrainJob(
                 r["point"] if seed is None else f"{r['point']}/seed{seed}",
                 c.recipe,
                 tuple(candidate_overrides(r["arch"], r["input_size"], steps,
-                                          c.seed if seed is None else seed, teacher, c.overrides)),
+                                          c.seed if seed is None else seed, teacher,
+                                          [*c.overrides, *shrink])),
                 str(self.data),
-                str(self.out / "proxy" / _dir(r["point"])) if seed is None
+                str(self.out / proxy / _dir(r["point"])) if seed is None
                 else str(self.out / "full" / _dir(r["point"]) / f"seed{seed}"),
             )
             for r in rows
@@ -275,67 +288,99 @@ class Search:
         rows |= {r["point"]: r | {"proxy": results[r["point"]]["dev"]} for r in extra}
         return rows
 
-    def full_runs(self, rows: dict[str, dict]) -> tuple[dict[str, dict], dict[str, Any]]:
-        """Full-budget runs of the proxy front and others up to ``check``; the rank check."""
+    def full_runs(
+        self, rows: dict[str, dict]
+    ) -> tuple[dict[str, dict], dict[str, dict], dict[str, Any]]:
+        """Full-budget runs of the proxy front and others up to ``check``; the rank check.
+
+        A proxy figure that does not rank is replaced by the figure of the same short
+        runs that ranks best; when none ranks, the short runs are replaced by runs
+        twice as long (up to ``escalate`` times, never beyond the full budget) and
+        checked again. ``rank.json`` records every check. Returns the candidates (with
+        the proxy figures finally used), the fully trained ones and the check's record.
+        """
         c = self.config
-        metric = c.proxy
+        metric, steps = c.proxy, c.proxy_steps
         history: list[dict[str, Any]] = []
         trained: dict[str, dict] = {}
-        seed = c.seeds[0]
-        for _ in range(len(PROXY_METRICS)):
-            front = pareto(
-                list(rows.values()), "estimate_ms", lambda r, m=metric: proxy_value(r["proxy"], m)
-            )
-            within = [r for r in front if self._eligible(r, 1.0)] or front[:1]
-            picks = _spread(within, c.front_max)
-            wanted = {r["point"]: r for r in picks}
-            if len(trained) + len(set(wanted) - set(trained)) < c.check:
-                by_proxy = sorted(rows.values(), key=lambda r, m=metric: proxy_value(r["proxy"], m))
-                fill = [
-                    r for r in by_proxy if r["point"] not in wanted and r["point"] not in trained
-                ]
-                need = c.check - len(trained) - len(set(wanted) - set(trained))
-                wanted |= {r["point"]: r for r in _spread(fill, need)}
-            new = [r for p, r in wanted.items() if p not in trained]
-            results = run_jobs(self._jobs(new, c.steps, [seed]), self.parallel, self.log)
-            for r in new:
-                trained[r["point"]] = r | {
-                    "full": {seed: results[f"{r['point']}/seed{seed}"]["dev"]}
-                }
-            points = sorted(trained)
-            target = [trained[p]["full"][seed]["acer"] for p in points]
-            rho = {
-                m: spearman([proxy_value(rows[p]["proxy"], m) for p in points], target)
-                for m in PROXY_METRICS
-            }
-            # nan (a constant side: no ranking to judge) is written as null
-            written = {m: None if v != v else v for m, v in rho.items()}
-            history.append({"proxy": metric, "candidates": len(points), "spearman": written})
-            self.log(
-                f"proxy rank check on {len(points)} fully trained: "
-                + ", ".join(f"{m} {v:+.2f}" for m, v in rho.items())
-                + f" (used: {metric})"
-            )
-            if not rho[metric] < c.min_rank:  # ranks (nan: a constant side; cannot tell)
-                break
+        doublings = 0
+        while True:
+            rho = self._rank_check(rows, metric, trained, history, steps)
+            if rho[metric] >= c.min_rank or rho[metric] != rho[metric]:
+                break  # ranks (nan: a constant side, nothing to judge)
             ranked = [m for m in PROXY_METRICS if rho[m] == rho[m]]
             best = max(ranked, key=lambda m: rho[m], default=metric)
-            if best == metric or rho[best] <= rho[metric]:
-                break  # no figure of the short runs ranks better: said in rank.json
-            self.log(f"proxy {metric} does not rank (< {c.min_rank}); replaced by {best}")
-            metric = best
+            if best != metric and rho[best] > rho[metric]:
+                self.log(f"proxy {metric} does not rank (< {c.min_rank}); replaced by {best}")
+                metric = best
+                continue
+            if doublings >= c.escalate or steps >= c.steps:
+                break  # nothing left to replace it with: said in rank.json
+            doublings += 1
+            steps = min(2 * steps, c.steps)
+            self.log(f"no figure of the {history[-1]['proxy_steps']}-step proxy ranks; "
+                     f"the proxy runs again with {steps} steps")  # fmt: skip
+            results = run_jobs(self._jobs(list(rows.values()), steps), self.parallel, self.log)
+            rows = {p: r | {"proxy": results[p]["dev"]} for p, r in rows.items()}
+            metric = c.proxy
         final_rho = history[-1]["spearman"][metric]
         rank = {
             "initial": c.proxy,
             "used": metric,
-            "replaced": metric != c.proxy,
+            "replaced": metric != c.proxy or steps != c.proxy_steps,
+            "proxy_steps": steps,
             "min_rank": c.min_rank,
             "ranks": final_rho is not None and final_rho >= c.min_rank,
             "history": history,
             "target": "dev ACER after the full budget (first seed)",
         }
         atomic_write_json(self.out / "rank.json", rank)
-        return trained, rank
+        for p, r in trained.items():
+            r["proxy"] = rows[p]["proxy"]
+        return rows, trained, rank
+
+    def _rank_check(
+        self,
+        rows: dict[str, dict],
+        metric: str,
+        trained: dict[str, dict],
+        history: list[dict[str, Any]],
+        steps: int,
+    ) -> dict[str, float]:
+        """Train the proxy front (and others up to ``check``) in full; Spearman per figure."""
+        c = self.config
+        seed = c.seeds[0]
+        front = pareto(
+            list(rows.values()), "estimate_ms", lambda r, m=metric: proxy_value(r["proxy"], m)
+        )
+        within = [r for r in front if self._eligible(r, 1.0)] or front[:1]
+        wanted = {r["point"]: r for r in _spread(within, c.front_max)}
+        if len(trained) + len(set(wanted) - set(trained)) < c.check:
+            by_proxy = sorted(rows.values(), key=lambda r, m=metric: proxy_value(r["proxy"], m))
+            fill = [r for r in by_proxy if r["point"] not in wanted and r["point"] not in trained]
+            need = c.check - len(trained) - len(set(wanted) - set(trained))
+            wanted |= {r["point"]: r for r in _spread(fill, need)}
+        new = [r for p, r in wanted.items() if p not in trained]
+        results = run_jobs(self._jobs(new, c.steps, [seed]), self.parallel, self.log)
+        for r in new:
+            trained[r["point"]] = r | {"full": {seed: results[f"{r['point']}/seed{seed}"]["dev"]}}
+        points = sorted(trained)
+        target = [trained[p]["full"][seed]["acer"] for p in points]
+        rho = {
+            m: spearman([proxy_value(rows[p]["proxy"], m) for p in points], target)
+            for m in PROXY_METRICS
+        }
+        # nan (a constant side: no ranking to judge) is written as null
+        written = {m: None if v != v else v for m, v in rho.items()}
+        history.append(
+            {"proxy": metric, "proxy_steps": steps, "candidates": len(points), "spearman": written}
+        )
+        self.log(
+            f"proxy rank check ({steps} steps) on {len(points)} fully trained: "
+            + ", ".join(f"{m} {v:+.2f}" for m, v in rho.items())
+            + f" (used: {metric})"
+        )
+        return rho
 
     def measure(self, trained: dict[str, dict]) -> dict[str, float]:
         """Whole-model latency (ms) of the fully trained points, interleaved, on the runtime."""
@@ -347,11 +392,13 @@ class Search:
         if todo:
             c = self.config
             points = [(trained[p]["arch"], trained[p]["input_size"]) for p in sorted(trained)]
+            self.log(f"timing {len(points)} fully trained candidates whole on {c.runtime}")
             timed = time_archs(
                 points, self.classes, c.runtime, c.threads, c.timing_runs, c.timing_seconds
             )
             measured = {point_id(*point): ms for point, ms in timed.items()}
             atomic_write_json(path, measured)
+            self.log(f"timed: {min(measured.values()):.3f}-{max(measured.values()):.3f} ms")
         return measured
 
     def final(self, trained: dict[str, dict], measured: dict[str, float]) -> dict[str, Any]:
@@ -408,6 +455,23 @@ class Search:
         return self._cached("final.json", make)
 
 
+def proxy_warmup(
+    warmup_epochs: float, train_rows: int, batch_size: int, proxy_steps: int, steps: int
+) -> float:
+    """The warm-up (in epochs) that gives a ``proxy_steps`` run the full run's share of it.
+
+    A run is whole epochs of ``train_rows // batch_size`` steps, raised to reach its
+    step budget; the recipe's warm-up is counted in epochs. Left as it is, one epoch of
+    warm-up fills a short proxy run entirely: the learning rate only climbs and never
+    decays, and the proxy ranks nothing. Shrunk by the ratio of planned steps, the
+    proxy follows the same curve as the full run, compressed.
+    """
+    per_epoch = max(1, train_rows // batch_size) if train_rows >= batch_size else 1
+    proxy_total = math.ceil(proxy_steps / per_epoch) * per_epoch
+    full_total = math.ceil(steps / per_epoch) * per_epoch
+    return warmup_epochs * proxy_total / full_total
+
+
 def pareto(rows: list[dict[str, Any]], cost: str, error: Callable[[dict], float]) -> list[dict]:
     """The rows no other row beats on both ``cost`` and ``error`` (lower is better), by cost."""
     ordered = sorted(rows, key=lambda r: (r[cost], error(r), r["point"]))
@@ -453,7 +517,7 @@ def run_search(
     log(f"pool: {len(pool)} architectures within the parameter budget")
     table = search.latency(pool)
     rows = search.proxies(pool, table)
-    trained, rank = search.full_runs(rows)
+    rows, trained, rank = search.full_runs(rows)
     measured = search.measure(trained)
     final = search.final(trained, measured)
     tested = search.test(final)

@@ -33,6 +33,7 @@ class SearchConfig(Section):
     proxy: Literal["acer", "eer", "auc", "nll"] = "acer"
     proxy_steps: int = Field(60, ge=1)
     min_rank: float = Field(0.5, ge=-1.0, le=1.0)  # Spearman a proxy must reach
+    escalate: int = Field(1, ge=0)  # times the proxy's steps may double when none ranks
     check: int = Field(8, ge=2)  # fully trained candidates the rank check uses, at least
     front_max: int = Field(6, ge=1)  # final models, at most
     steps: int = Field(270, ge=1)  # the full budget (optimiser steps)
