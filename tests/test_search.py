@@ -208,6 +208,17 @@ def test_a_proxy_run_follows_the_full_runs_learning_rate_compressed(
     assert end < 0.05
 
 
+def test_probes_have_module_paths_every_converter_can_name() -> None:
+    """pnnx (ncnn) writes module paths as Python names: none may start with a digit."""
+    from fasdistill.search.latency import _block_probe, _head_probe
+
+    probes = [_head_probe(32, 4, 2)[0]]
+    probes += [_block_probe(b)[0] for b in arch_blocks("d3w8n2-i5e3w16n1", 32)]
+    for probe in probes:
+        for name, _ in probe.named_modules():
+            assert not name[:1].isdigit(), (type(probe).__name__, name)
+
+
 def test_pareto_and_spread() -> None:
     table = [("a", 1, 0.5), ("b", 2, 0.4), ("c", 3, 0.45), ("d", 4, 0.1), ("e", 1.5, 0.6)]
     rows = [{"point": p, "ms": ms, "err": e} for p, ms, e in table]

@@ -65,6 +65,20 @@ class _Pooled(nn.Module):
         return torch.flatten(self.pool(self.body(x)), 1)
 
 
+class _Head(nn.Module):
+    """Pool + classifier. Named attributes, not an ``nn.Sequential``: pnnx writes each
+    module's path as a Python name, and a path that starts with a digit ("0.pool") is
+    not one (its ncnn conversion then fails with a SyntaxError)."""
+
+    def __init__(self, channels: int, classes: int) -> None:
+        super().__init__()
+        self.pooled = _Pooled(nn.Identity())
+        self.fc = nn.Linear(channels, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pooled(x))
+
+
 def head_key(channels: int, side: int, classes: int) -> str:
     return f"head c{channels}@{side} k{classes}"
 
@@ -264,7 +278,7 @@ def _head_probe(
 ) -> tuple[nn.Module, None, int, int, int, int]:
     """Pool + linear classifier on the last map: the head, with the per-call overhead."""
     return (
-        nn.Sequential(_Pooled(nn.Identity()), nn.Linear(channels, classes)),
+        _Head(channels, classes),
         None,
         channels,
         side,
