@@ -413,6 +413,17 @@ def test_search_refuses_other_settings_in_its_folder(
         run_search(_tiny(steps=4), index, smoke_checkpoint, tmp_path, swap_runtimes=None)
 
 
+def test_search_show_needs_no_data_and_a_search_needs_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["search", "--show", "--set", "proxy_steps=180", "--max-params", "500k"]) == 0
+    shown = capsys.readouterr().out
+    assert "proxy_steps: 180" in shown and "max_params: 500000" in shown and "escalate: 1" in shown
+    assert main(["search", "--teacher", str(tmp_path / "t.pt"), "--out", str(tmp_path / "o")]) == 2
+    assert "--data required" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_search_checks_inputs_before_writing(
     index: Path, smoke_checkpoint: Path, tmp_path: Path
 ) -> None:

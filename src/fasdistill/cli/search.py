@@ -21,8 +21,9 @@ def add_search(sub: argparse._SubParsersAction) -> None:
         "is read. Resumable: rerun the same command. Writes OUT/result.json, OUT/search.md "
         "and OUT/swap/report.html.",
     )
-    p.add_argument("--data", type=Path, required=True, help="a prepared crop index folder")
-    p.add_argument("--teacher", type=Path, required=True, help="the teacher's best.pt")
+    # required for a search; --show prints the settings without them
+    p.add_argument("--data", type=Path, help="a prepared crop index folder (required)")
+    p.add_argument("--teacher", type=Path, help="the teacher's best.pt (required)")
     p.add_argument("--out", type=Path, default=Path("runs/search"), help="the search folder")
     p.add_argument(
         "--runtime",
@@ -63,6 +64,7 @@ def _run_search(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from fasdistill.errors import InputError
     from fasdistill.search.run import run_search
     from fasdistill.search.settings import load_search_config, parse_count
 
@@ -77,6 +79,9 @@ def _run_search(args: argparse.Namespace) -> int:
     if args.show:
         sys.stdout.write(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
         return 0
+    missing = [f"--{k}" for k in ("data", "teacher") if getattr(args, k) is None]
+    if missing:
+        raise InputError(f"{' and '.join(missing)} required (only --show runs without them)")
     runtimes = (
         None
         if args.no_swap
