@@ -9,6 +9,7 @@ import platform
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,12 +18,15 @@ from matplotlib import cbook
 from skimage import data as skdata
 
 from fasdistill.data.detect import (
+    DEFAULT_DETECTOR,
     DETECTORS,
+    BlazeFaceDetector,
     Detection,
     FaceDetector,
     HaarDetector,
     YuNetDetector,
     get_detector,
+    weighted_nms,
 )
 from fasdistill.errors import InputError
 
@@ -93,6 +97,9 @@ def _detector(name: str) -> FaceDetector:
 # Haar's frontal cascade does not fire on the cameraman's three-quarter profile:
 # that case is tested below as one YuNet finds and Haar misses.
 CASES = [
+    ("blazeface", "astronaut"),
+    ("blazeface", "camera"),
+    ("blazeface", "grace_hopper"),
     ("haar", "astronaut"),
     ("haar", "grace_hopper"),
     ("yunet", "astronaut"),
@@ -119,6 +126,62 @@ def test_yunet_landmarks_sit_on_the_face(photo: str, photos: dict[str, np.ndarra
     eye_left, eye_right, nose, mouth_left, mouth_right = found.landmarks
     assert eye_left[0] < eye_right[0] and mouth_left[0] < mouth_right[0]
     assert max(eye_left[1], eye_right[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
+
+
+@pytest.mark.parametrize("photo", sorted(FACES))
+def test_blazeface_landmarks_sit_on_the_face(photo: str, photos: dict[str, np.ndarray]) -> None:
+    found = BlazeFaceDetector().best(photos[photo])
+    assert found is not None and found.landmarks is not None
+    assert len(found.landmarks) == 6
+    eye_right, eye_left, nose, mouth, ear_right, ear_left = found.landmarks
+    assert all(_inside(p, FACES[photo]) for p in (eye_right, eye_left, nose, mouth))
+    assert eye_right[0] < eye_left[0] and ear_right[0] < ear_left[0]
+    assert max(eye_left[1], eye_right[1]) < nose[1] < mouth[1]
+
+
+def test_blazeface_is_the_default_and_needs_nothing_but_opencv() -> None:
+    assert DEFAULT_DETECTOR == "blazeface"
+    detector = get_detector(DEFAULT_DETECTOR)
+    assert detector.weights.endswith("blazeface_short_range.tflite")
+    assert (Path(detector.weights).parent / "NOTICE").is_file()
+
+
+@pytest.mark.parametrize("name", ["blazeface", "yunet"])
+def test_min_face_shrinks_the_detection_input_and_still_finds_the_face(
+    name: str, photos: dict[str, np.ndarray]
+) -> None:
+    # the astronaut's 105 px face in a 1280 x 960 frame: asking for faces from 100 px
+    # lets the detector run on a fifth (BlazeFace) or a sixth (YuNet) of the frame's side
+    frame = cv2.copyMakeBorder(photos["astronaut"], 224, 224, 384, 384, cv2.BORDER_REPLICATE)
+    detector = _detector(name)
+    found = detector.best(frame, min_face=100)
+    region = tuple(v + o for v, o in zip(FACES["astronaut"], (384, 224, 384, 224), strict=True))
+    assert found is not None and _inside(found.center, region), found
+    if name == "blazeface":
+        assert detector.input_scale(960, 1280, 100) == pytest.approx(0.2)
+    else:
+        assert detector._scale(960, 1280, 100) == pytest.approx(0.16)
+    with pytest.raises(InputError, match="min_face"):
+        detector.detect(frame, min_face=0)
+
+
+def test_blazeface_input_is_bounded() -> None:
+    detector = BlazeFaceDetector(min_input=64, max_input=320)
+    assert detector.input_scale(480, 640, 1) == pytest.approx(0.5)  # max_input / longer
+    assert detector.input_scale(480, 640, 10_000) == pytest.approx(0.1)  # min_input / longer
+    assert detector.input_scale(480, 640, None) == pytest.approx(20 / 48)  # a tenth of 480
+
+
+def test_weighted_nms_blends_overlaps_and_keeps_separate_faces() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 10, 10]], np.float64)
+    scores = np.array([0.9, 0.6, 0.7])
+    points = np.zeros((3, 6, 2))
+    points[1] += 10
+    faces = weighted_nms(boxes, scores, points, iou=0.3)
+    assert [round(score, 2) for _, score, _ in faces] == [0.9, 0.7]
+    assert faces[0][0] == pytest.approx([0.4, 0.4, 10, 10])  # 0.6 / 1.5 of the way to (1, 1)
+    assert faces[0][2][0] == pytest.approx([4.0, 4.0])
+    assert faces[1][0] == pytest.approx([50, 50, 10, 10])
 
 
 def test_haar_has_no_landmarks_and_a_bounded_score(photos: dict[str, np.ndarray]) -> None:
@@ -211,7 +274,7 @@ def test_bad_images_are_input_errors(image) -> None:
 
 
 def test_unknown_detector_lists_choices() -> None:
-    with pytest.raises(InputError, match=r"unknown face detector 'mtcnn'.*haar, yunet"):
+    with pytest.raises(InputError, match=r"unknown face detector 'mtcnn'.*blazeface, haar, yunet"):
         get_detector("mtcnn")
 
 
@@ -247,7 +310,7 @@ class _Fixed(FaceDetector):
     def _build_model(self) -> object:
         return object()
 
-    def _detect(self, image: np.ndarray, model: object) -> list[Detection]:
+    def _detect(self, image: np.ndarray, model: object, min_face: float | None) -> list[Detection]:
         return list(self.found)
 
 
@@ -267,7 +330,7 @@ def _best_boxes(detector: FaceDetector, images: list[np.ndarray]) -> list[tuple 
 
 
 def test_detectors_pickle_and_work_in_worker_processes(photos: dict[str, np.ndarray]) -> None:
-    detectors = [_detector("haar")]
+    detectors = [_detector("haar"), _detector("blazeface")]
     if importlib.util.find_spec("yuface") is not None:
         detectors.append(_detector("yunet"))
     images = [photos["astronaut"], photos["grace_hopper"]]

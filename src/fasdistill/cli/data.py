@@ -240,7 +240,9 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         "--frames", type=int, default=None, help="frames per video, spread uniformly (default 10)"
     )
     frames.add_argument("--every", type=int, help="take every k-th frame instead")
-    p.add_argument("--detector", default="yunet", help="face detector: yunet or haar")
+    p.add_argument(
+        "--detector", default="blazeface", help="face detector: blazeface (default), yunet or haar"
+    )
     p.add_argument(
         "--boxes",
         choices=BOX_MODES,

@@ -143,9 +143,10 @@ def positive_int(text: str) -> int:
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     from fasdistill.infer.predict import PredictOptions, QualityGate
+    from fasdistill.infer.stream import StreamOptions
     from fasdistill.infer.video import RULES, VideoOptions
 
-    gate, video = QualityGate(), VideoOptions()
+    gate, video, stream = QualityGate(), VideoOptions(), StreamOptions()
     p = sub.add_parser(
         "predict",
         help="score faces in images, videos and folders with a deployed model",
@@ -157,7 +158,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "model, option, path or a folder without images or videos; 141: the reader of the "
         "output went away, e.g. | head), not decisions.",
     )
-    p.add_argument("paths", nargs="+", type=Path, help="images, videos or folders (recursive)")
+    p.add_argument("paths", nargs="*", type=Path, help="images, videos or folders (recursive)")
     p.add_argument(
         "--model",
         required=True,
@@ -187,7 +188,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--frames", type=positive_int, default=video.frames, help="frames sampled per video"
     )
     p.add_argument(
-        "--window", type=positive_int, default=video.window, help="smoothing window (frames)"
+        "--window",
+        type=positive_int,
+        help=f"frames per smoothing window of a video (default {video.window}), or per "
+        f"decision of a camera or stream (default {stream.window})",
     )
     p.add_argument("--video-rule", choices=RULES, default=video.rule)
     p.add_argument(
@@ -195,6 +199,48 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=PredictOptions().threads,
         help="inference threads (>= 1)",
+    )
+    p.add_argument(
+        "--min-face",
+        type=float,
+        default=PredictOptions().min_face,
+        help="smallest face searched for, as a share of the frame's shorter side (default "
+        "%(default)s); detection runs at the resolution it needs: smaller is slower",
+    )
+    live = p.add_argument_group(
+        "live input",
+        "Judge a camera or a stream frame by frame, following faces between detections, and "
+        "print one JSON line per face per decision window (--window frames).",
+    )
+    source = live.add_mutually_exclusive_group()
+    source.add_argument(
+        "--camera",
+        metavar="SOURCE",
+        help="a camera index (0), a device (/dev/video0) or a stream URL; always the newest "
+        "frame (frames that arrive while one is judged are skipped)",
+    )
+    source.add_argument(
+        "--stream",
+        metavar="SOURCE",
+        help="a video file or recorded stream, judged frame by frame, none skipped",
+    )
+    live.add_argument(
+        "--detect-every",
+        type=positive_int,
+        default=stream.detect_every,
+        help="frames between face detections; faces are tracked in between, and detected "
+        "again at once when a track is lost or the scene cuts (1: detect on every frame)",
+    )
+    live.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
+    live.add_argument(
+        "--preview",
+        action="store_true",
+        help="show the frames with boxes, scores and statuses (needs OpenCV with a GUI)",
+    )
+    live.add_argument(
+        "--no-decode-thread",
+        action="store_true",
+        help="decode frames in the judging thread (one core) instead of a thread of their own",
     )
     p.set_defaults(handler=_run_predict, stage="predict")
 
@@ -231,10 +277,16 @@ def expand_paths(paths: list[Path]) -> list[Path]:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from fasdistill.errors import InputError
     from fasdistill.infer.predict import PredictOptions, Predictor, QualityGate
     from fasdistill.infer.video import VideoOptions
 
-    files = expand_paths(args.paths)
+    live = args.camera or args.stream
+    if live and args.paths:
+        raise InputError("give files to judge, or --camera / --stream, not both")
+    if not live and not args.paths:
+        raise InputError("nothing to judge: give images, videos or folders, or --camera SOURCE")
+    files = [] if live else expand_paths(args.paths)
     gate = QualityGate(args.min_sharpness, args.min_brightness, args.max_brightness)
     options = PredictOptions(
         args.detector,
@@ -242,16 +294,23 @@ def _run_predict(args: argparse.Namespace) -> int:
         min_edge_margin=args.min_edge_margin,
         quality=gate,
         threads=args.threads,
+        min_face=args.min_face,
     )
-    video = VideoOptions(frames=args.frames, window=args.window, rule=args.video_rule)
+    video = VideoOptions(frames=args.frames, window=args.window or 5, rule=args.video_rule)
     video.validate()
     predictor = Predictor.from_file(args.model, options)
     if "pytorch" in _kinds(predictor.model):  # torch's thread pool is the process's: ours here
         import torch
 
         torch.set_num_threads(args.threads)
+    import cv2
+
+    cv2.setNumThreads(args.threads)  # OpenCV's detector and resize threads: process-wide too
     try:
-        _predict_files(args, predictor, files, video)
+        if live:
+            _predict_stream(args, predictor)
+        else:
+            _predict_files(args, predictor, files, video)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, like a Unix tool killed by SIGPIPE.
         # Point stdout at /dev/null so the interpreter's final flush cannot raise again.
@@ -260,6 +319,51 @@ def _run_predict(args: argparse.Namespace) -> int:
         os.close(devnull)
         return SIGPIPE_EXIT
     return 0
+
+
+def _predict_stream(args: argparse.Namespace, predictor: Predictor) -> None:
+    """One JSON line per face track per decision window, flushed as it is made."""
+    from fasdistill.infer.stream import (
+        FrameReader,
+        Preview,
+        StreamOptions,
+        StreamPredictor,
+        open_source,
+        parse_source,
+    )
+
+    source = parse_source(args.camera or args.stream)
+    options = StreamOptions(detect_every=args.detect_every, window=args.window or 15)
+    streamer = StreamPredictor(predictor, options)
+    preview = Preview() if args.preview else None  # fails before the source is opened
+    capture = open_source(source, predictor.options.max_pixels)
+    reader = FrameReader(
+        capture,
+        live=bool(args.camera),
+        threaded=not args.no_decode_thread,
+        max_frames=args.max_frames,
+    )
+    try:
+        for index, time_s, image in reader:
+            faces = streamer.frame(image)
+            for decision in streamer.decide(index, time_s, faces):
+                print(json.dumps(decision.as_dict()), flush=True)
+                if preview is not None:
+                    preview.last[decision.track] = decision
+            if preview is not None and not preview.show(image, faces):
+                break
+        for decision in streamer.finish():
+            print(json.dumps(decision.as_dict()), flush=True)
+    finally:
+        reader.close()
+        if preview is not None:
+            preview.close()
+    if reader.dropped:
+        print(
+            f"fasdistill predict: {reader.dropped} camera frames arrived while others were "
+            "judged and were skipped",
+            file=sys.stderr,
+        )
 
 
 def _kinds(model: ModelFile) -> set[str]:

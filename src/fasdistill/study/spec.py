@@ -45,7 +45,7 @@ class DatasetData(Section):
     name: str  # the adapter: oulu-npu, cross-domain, replay-attack, ... (`fasdistill prepare`)
     root: str | None = None  # None: given on the command line with --root
     frames: int | None = 10  # frames per video
-    detector: str = "yunet"
+    detector: str = "blazeface"
     boxes: str = "auto"
     scales: list[float] = Field(default_factory=lambda: [1.5])
 
