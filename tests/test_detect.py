@@ -142,8 +142,24 @@ def test_blazeface_landmarks_sit_on_the_face(photo: str, photos: dict[str, np.nd
 def test_blazeface_is_the_default_and_needs_nothing_but_opencv() -> None:
     assert DEFAULT_DETECTOR == "blazeface"
     detector = get_detector(DEFAULT_DETECTOR)
-    assert detector.weights.endswith("blazeface_short_range.tflite")
+    assert detector.weights.endswith("blazeface_short_range.onnx")
     assert (Path(detector.weights).parent / "NOTICE").is_file()
+
+
+def test_blazeface_runs_without_onnxruntime_alike(
+    photos: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_ort = BlazeFaceDetector()
+    assert with_ort.model.runtime == "onnxruntime"
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails
+    without = BlazeFaceDetector()
+    assert without.model.runtime == "opencv"
+    for photo in photos.values():
+        a, b = with_ort.best(photo), without.best(photo)
+        assert a is not None and b is not None
+        assert a.box == pytest.approx(b.box, abs=0.05) and a.score == pytest.approx(
+            b.score, abs=1e-4
+        )
 
 
 @pytest.mark.parametrize("name", ["blazeface", "yunet"])

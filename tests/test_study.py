@@ -343,3 +343,25 @@ def test_a_results_file_of_another_budget_is_refused_before_any_run(
     assert study_cli(write_study(tmp_path, {"a": index}), out) == 2
     assert "another budget" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_synthspoof_study_crops_can_follow_a_detectors_boxes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fasdistill.data.prepare as prepare_module
+    import fasdistill.data.synth as synth_module
+    from fasdistill.study import jobs
+
+    seen = []
+    monkeypatch.setattr(synth_module, "generate", lambda *a, **k: None)
+    monkeypatch.setattr(prepare_module, "prepare", lambda config, *a, **k: seen.append(config))
+    study = load_study("realtime")
+    assert study.data.synthspoof is not None
+    assert (study.data.synthspoof.boxes, study.data.synthspoof.detector) == (
+        "detector",
+        "blazeface",
+    )
+    jobs.prepare_data(study, tmp_path, ["intra"], None, workers=1)
+    (config,) = seen
+    assert (config.boxes, config.detector, config.size) == ("detector", "blazeface", 96)
+    config.validate()

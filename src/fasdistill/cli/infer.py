@@ -228,8 +228,16 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
         "--detect-every",
         type=positive_int,
         default=stream.detect_every,
-        help="frames between face detections; faces are tracked in between, and detected "
-        "again at once when a track is lost or the scene cuts (1: detect on every frame)",
+        help="frames between re-detections of each face on a square around it (default "
+        "%(default)s); faces are tracked in between, and searched for again at once when a "
+        "track is lost or the scene cuts (1: detect on every frame)",
+    )
+    live.add_argument(
+        "--search-every",
+        type=positive_int,
+        default=stream.search_every,
+        help="frames between searches of the whole frame for new faces (default %(default)s; "
+        "also at once when no face is tracked)",
     )
     live.add_argument("--max-frames", type=positive_int, help="stop after this many frames")
     live.add_argument(
@@ -333,7 +341,9 @@ def _predict_stream(args: argparse.Namespace, predictor: Predictor) -> None:
     )
 
     source = parse_source(args.camera or args.stream)
-    options = StreamOptions(detect_every=args.detect_every, window=args.window or 15)
+    options = StreamOptions(
+        detect_every=args.detect_every, search_every=args.search_every, window=args.window or 15
+    )
     streamer = StreamPredictor(predictor, options)
     preview = Preview() if args.preview else None  # fails before the source is opened
     capture = open_source(source, predictor.options.max_pixels)

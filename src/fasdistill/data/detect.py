@@ -2,13 +2,13 @@
 
 Three back-ends behind one interface, :class:`FaceDetector`:
 
-* ``blazeface`` (default): MediaPipe's BlazeFace short-range CNN, run by OpenCV's
-  own DNN module from the ``.tflite`` file shipped inside fasdistill (Apache-2.0,
-  ``fasdistill/data/weights/NOTICE``): nothing more to install, so it works
-  wherever OpenCV's wheels do (Linux, macOS, Windows; x86-64 and ARM; CPython
-  3.10-3.13). Six landmarks; finds faces of about 20 px and more at the
-  network's input, which is scaled from the smallest face wanted
-  (:meth:`FaceDetector.detect`'s ``min_face``).
+* ``blazeface`` (default): MediaPipe's BlazeFace short-range CNN, converted to
+  ONNX and shipped inside fasdistill (Apache-2.0, ``fasdistill/data/weights/NOTICE``),
+  run by ONNX Runtime when it is installed and by OpenCV's own DNN module
+  otherwise: nothing more to install, so it works wherever OpenCV's wheels do
+  (Linux, macOS, Windows; x86-64 and ARM; CPython 3.10-3.13). Six landmarks;
+  finds faces of about 20 px and more at the network's input, which is scaled
+  from the smallest face wanted (:meth:`FaceDetector.detect`'s ``min_face``).
 * ``yunet``: the libfacedetection YuNet CNN from the ``yuface`` wheel
   (BSD-3, weights compiled into the wheel, nothing downloaded at run time).
   Gives scores in [0, 1] and five landmarks, and finds turned, tilted and
@@ -83,6 +83,21 @@ def _rank(detection: Detection) -> tuple[float, float]:
     return (detection.score, detection.area)
 
 
+def _iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _scaled(box: Box, scale: float, left: float, top: float) -> Box:
+    """A frame box in the coordinates of a square cut at (left, top) and scaled by ``scale``."""
+    x, y, w, h = box
+    return ((x - left) * scale, (y - top) * scale, w * scale, h * scale)
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     """The image as given if it is a non-empty uint8 grey or BGR array, else InputError."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -99,11 +114,22 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 class FaceDetector(abc.ABC):
     """A face detector: :meth:`detect` lists faces best first, :meth:`best` picks one.
 
+    Detectors with a ``refine_side`` find faces in two steps: a search of the
+    whole frame (at the resolution ``min_face`` allows), then :meth:`refine` of
+    each face found, on a square of ``refine_context`` times its side scaled to
+    ``refine_side`` pixels. The final box is thus always measured with the face
+    at the same size in the detector's input, whatever the frame's resolution or
+    the search's: crops cut in ``prepare``, from a still image and from a tracked
+    video face come out alike.
+
     Subclasses build their model in :meth:`_build_model`; it is cached on first
     use and left out of the pickled state, so detectors cross process borders.
     """
 
     name: ClassVar[str]
+    smallest_face: ClassVar[float] = 24.0  # face side (px at the detector's input) it finds
+    refine_side: ClassVar[int | None] = None  # None: boxes come from the search alone
+    refine_context: ClassVar[float] = 2.0  # refinement square's side over the face box's
 
     def __init__(self) -> None:
         self._model: Any = None
@@ -137,7 +163,63 @@ class FaceDetector(abc.ABC):
         image = _check_image(image_bgr)
         if min_face is not None and not min_face > 0:
             raise InputError(f"min_face must be > 0 pixels, got {min_face}")
-        return sorted(self._detect(image, self.model, min_face), key=_rank, reverse=True)
+        found = self._detect(image, self.model, min_face)
+        if self.refine_side is not None:
+            refined: list[Detection] = []
+            for detection in sorted(found, key=_rank, reverse=True):
+                better = self._refine(image, detection.box)
+                # a face the closer look does not confirm is dropped; two searches'
+                # boxes that refine to one face count once
+                if better is not None and all(_iou(better.box, r.box) < 0.5 for r in refined):
+                    refined.append(better)
+            found = refined
+        return sorted(found, key=_rank, reverse=True)
+
+    def refine(self, image_bgr: np.ndarray, box: Box) -> Detection | None:
+        """The face near ``box`` detected again at the reference size, or None if it is gone.
+
+        Detectors without a ``refine_side`` return None.
+        """
+        return None if self.refine_side is None else self._refine(_check_image(image_bgr), box)
+
+    def _refine(self, image: np.ndarray, box: Box) -> Detection | None:
+        side_wanted = self.refine_side
+        assert side_wanted is not None
+        x, y, w, h = box
+        if not (w > 0 and h > 0):
+            return None
+        height, width = image.shape[:2]
+        side = max(8, round(self.refine_context * max(w, h)))
+        left = round(x + w / 2 - side / 2)
+        top = round(y + h / 2 - side / 2)
+        x0, y0 = max(left, 0), max(top, 0)
+        x1, y1 = min(left + side, width), min(top + side, height)
+        if x1 <= x0 or y1 <= y0:
+            return None
+        region = image[y0:y1, x0:x1]
+        pad = (y0 - top, top + side - y1, x0 - left, left + side - x1)
+        if any(pad):
+            region = cv2.copyMakeBorder(region, *pad, cv2.BORDER_CONSTANT, value=0)
+        scale = side_wanted / side
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        region = cv2.resize(region, (side_wanted, side_wanted), interpolation=interpolation)
+        found = self._detect(np.ascontiguousarray(region), self.model, self.smallest_face)
+        if not found:
+            return None
+        # the face the box pointed at: the one nearest the square's centre
+        centre = side_wanted / 2
+        chosen = min(found, key=lambda d: (d.center[0] - centre) ** 2 + (d.center[1] - centre) ** 2)
+        if _iou(chosen.box, _scaled(box, scale, left, top)) < 0.2:
+            return None
+        bx, by, bw, bh = chosen.box
+        landmarks = None
+        if chosen.landmarks is not None:
+            landmarks = tuple((px / scale + left, py / scale + top) for px, py in chosen.landmarks)
+        return Detection(
+            box=(bx / scale + left, by / scale + top, bw / scale, bh / scale),
+            score=chosen.score,
+            landmarks=landmarks,
+        )
 
     def best(self, image_bgr: np.ndarray, min_face: float | None = None) -> Detection | None:
         """The most confident face (ties: the largest), or None when there is none."""
@@ -326,9 +408,10 @@ class YuNetDetector(FaceDetector):
     """
 
     name: ClassVar[str] = "yunet"
-    # Face side (px at YuNet's input) it still finds reliably: the astronaut's face
-    # pasted at 12 px scored 0.77 and more (benchmarks/detect_photos.py --sizes); a margin.
+    # Face side (px at YuNet's input) it finds reliably: the astronaut's face is found
+    # from 12 px, not at 10 (`benchmarks/detect_photos.py --sizes`); 16 leaves a margin.
     smallest_face: ClassVar[float] = 16.0
+    refine_side: ClassVar[int | None] = 160  # faces refined at 80 px
 
     def __init__(
         self, score_threshold: float = 0.5, min_side: int = 224, max_side: int = 640
@@ -407,6 +490,43 @@ def _anchor_centres(height: int, width: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
+class _OnnxNet:
+    """An ONNX detector on ONNX Runtime (one thread) if installed, else OpenCV's DNN module.
+
+    Called with an NCHW float32 blob; returns (logits (N,), regressors (N, 16)).
+    """
+
+    def __init__(self, path: str) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            ort = None
+        if ort is not None:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            self.runtime = "onnxruntime"
+            self._run = lambda blob: session.run(["classificators", "regressors"], {"input": blob})
+        else:
+            net = cv2.dnn.readNetFromONNX(path)
+            names = net.getUnconnectedOutLayersNames()
+            order = [names.index("classificators"), names.index("regressors")]
+
+            def run(blob: np.ndarray) -> list[np.ndarray]:
+                net.setInput(blob)
+                outputs = net.forward(names)
+                return [outputs[i] for i in order]
+
+            self.runtime = "opencv"
+            self._run = run
+
+    def __call__(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, regressors = self._run(blob)
+        return logits.reshape(-1), regressors.reshape(-1, 16)
+
+
 def weighted_nms(
     boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, iou: float
 ) -> list[tuple[np.ndarray, float, np.ndarray]]:
@@ -437,11 +557,13 @@ def weighted_nms(
 
 
 class BlazeFaceDetector(FaceDetector):
-    """MediaPipe BlazeFace (short range) run by OpenCV's DNN module: boxes, scores, six landmarks.
+    """MediaPipe BlazeFace (short range): boxes, scores, six landmarks.
 
-    The weights ship inside fasdistill (``weights/blazeface_short_range.tflite``,
-    Apache-2.0, see ``weights/NOTICE``) and ``cv2.dnn.readNetFromTFLite`` runs
-    them, so nothing beyond OpenCV is needed. The network is fully
+    The weights ship inside fasdistill (``weights/blazeface_short_range.onnx``,
+    Apache-2.0, see ``weights/NOTICE``). ONNX Runtime runs them at one thread
+    when it is installed (about 1.5x faster here), OpenCV's ONNX reader otherwise
+    (its threads are process-wide: ``cv2.setNumThreads``); both give the TFLite
+    model's outputs to 1e-4 (``tools/blazeface_onnx.py``). The network is fully
     convolutional: the frame is scaled so the smallest face wanted is
     :attr:`smallest_face` pixels (default: a tenth of the shorter side), within
     [``min_input``, ``max_input``] on its longer side, padded with black to a
@@ -452,14 +574,14 @@ class BlazeFaceDetector(FaceDetector):
     centre, right ear tragion, left ear tragion. BlazeFace's box runs from the
     brows to the chin: tighter than YuNet's, so crops cut around it differ, and
     a model is best used with the detector its crops were cut with.
-    OpenCV's DNN threads are process-wide (``cv2.setNumThreads``).
     """
 
     name: ClassVar[str] = "blazeface"
-    weights_file: ClassVar[str] = "blazeface_short_range.tflite"
-    # Face side (px at the network's input) it still finds reliably: the astronaut's
-    # face found at 19 px, lost at 13 (benchmarks/detect_photos.py --sizes); a margin.
+    weights_file: ClassVar[str] = "blazeface_short_range.onnx"
+    # Face side (px at the network's input) it finds reliably: the astronaut's face is
+    # found from 16 px, not at 14 (`benchmarks/detect_photos.py --sizes`); 20 leaves a margin.
     smallest_face: ClassVar[float] = 20.0
+    refine_side: ClassVar[int | None] = 128  # faces refined at 64 px, as in a selfie
     default_face_fraction: ClassVar[float] = 0.1  # of the shorter side, when min_face is None
 
     def __init__(
@@ -487,17 +609,10 @@ class BlazeFaceDetector(FaceDetector):
         path = _WEIGHTS / cls.weights_file
         if not path.is_file():
             raise InputError(f"the blazeface detector's weights are missing: {path}")
-        if not hasattr(cv2.dnn, "readNetFromTFLite"):
-            raise InputError(
-                f"the blazeface detector needs OpenCV >= 4.8 (cv2.dnn.readNetFromTFLite); "
-                f"this is {cv2.__version__}"
-            )
         return str(path)
 
     def _build_model(self) -> Any:
-        net = cv2.dnn.readNetFromTFLite(self.weights)
-        outputs = net.getUnconnectedOutLayersNames()  # ('classificators', 'regressors')
-        return net, outputs
+        return _OnnxNet(self.weights)
 
     def input_scale(self, height: int, width: int, min_face: float | None) -> float:
         """Resize factor from the frame to the network's input (before padding)."""
@@ -510,7 +625,6 @@ class BlazeFaceDetector(FaceDetector):
     def _detect(self, image: np.ndarray, model: Any, min_face: float | None) -> list[Detection]:
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-        net, outputs = model
         height, width = image.shape[:2]
         scale = self.input_scale(height, width, min_face)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -519,10 +633,8 @@ class BlazeFaceDetector(FaceDetector):
         pad_w, pad_h = -size[0] % 16, -size[1] % 16
         if pad_w or pad_h:
             small = cv2.copyMakeBorder(small, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=0)
-        net.setInput(cv2.dnn.blobFromImage(small, 1 / 127.5, None, (127.5,) * 3, swapRB=True))
-        found = dict(zip(outputs, net.forward(outputs), strict=True))
-        logits = found["classificators"].reshape(-1)
-        raw = found["regressors"].reshape(-1, 16)
+        blob = cv2.dnn.blobFromImage(small, 1 / 127.5, None, (127.5,) * 3, swapRB=True)
+        logits, raw = model(blob)
         keep = logits > np.log(self.score_threshold / (1 - self.score_threshold))
         if not keep.any():
             return []
@@ -556,7 +668,7 @@ def get_detector(name: str) -> FaceDetector:
 
     Raises InputError for an unknown name, and at once if the detector cannot
     work here (``yuface`` missing, an OpenCV without the Haar cascades or without
-    the TFLite reader), so a pipeline fails before its workers start.
+    the weights), so a pipeline fails before its workers start.
     """
     try:
         cls = DETECTORS[name]

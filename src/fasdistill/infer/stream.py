@@ -5,9 +5,9 @@ Each frame goes through one pipeline:
 1. **decode**, in its own thread (:class:`FrameReader`), so the next frame is
    read while this one is judged; a live source keeps only the newest frame
    (a slow consumer skips frames instead of falling behind), a file keeps all;
-2. **find faces**: :class:`~fasdistill.infer.track.FaceTracker` detects on a
-   frame scaled down to what the smallest wanted face needs and follows the
-   faces between detections;
+2. **find faces**: :class:`~fasdistill.infer.track.FaceTracker` searches a
+   frame scaled down to what the smallest wanted face needs, re-detects each
+   face on a small square around it and follows the faces in between;
 3. **crop and gate** each face from the full-resolution frame, exactly as for
    an image (:meth:`~fasdistill.infer.predict.Predictor.face`: edge, size and
    quality checks, the training crop);
@@ -48,7 +48,8 @@ Frame = tuple[int, float, np.ndarray]  # index, seconds since the stream started
 class StreamOptions:
     """How often to detect and how frames become decisions."""
 
-    detect_every: int = 10  # frames between detections (1: detect on every frame)
+    detect_every: int = 10  # frames between re-detections of each face (1: every frame)
+    search_every: int = 30  # frames between searches of the whole frame for new faces
     window: int = 15  # frames per decision
     min_scored: float = 0.5  # share of a window's frames that must have a scored face
     track: TrackOptions = field(default_factory=TrackOptions)
@@ -59,6 +60,7 @@ class StreamOptions:
         if not 0 < self.min_scored <= 1:
             raise InputError(f"min scored share must lie in (0, 1], got {self.min_scored}")
         self.track.detect_every = self.detect_every
+        self.track.search_every = self.search_every
         self.track.validate()
 
 

@@ -1,22 +1,30 @@
-"""Face tracking between detections: one track per face, detection only when it is needed.
+"""Face tracking between detections: one track per face, detection only where it is needed.
 
-A detector costs milliseconds per frame; following a face that is already
-found costs a fraction of one. :class:`FaceTracker` runs the detector on the
-first frame, every ``detect_every`` frames after, and at once whenever a track
-is lost or the scene cuts; in between, each face's box follows the face by
-sparse optical flow (median flow: pyramidal Lucas-Kanade on a grid of points
-inside the box, forward and backward, keeping the points that come back to
-where they started; the box moves by their median shift and scales by the
-median change of their pairwise distances).
+A detector search of the whole frame costs milliseconds; looking again at a
+face that is already found costs less (the detector runs once on a small
+square around it, :meth:`~fasdistill.data.detect.FaceDetector.refine`), and
+following it between looks costs a fraction of a millisecond.
+:class:`FaceTracker` therefore
+
+* **searches** the whole frame on the first frame, every ``search_every``
+  frames (new faces), and at once when there is no face, a track is lost or
+  the scene cuts;
+* **re-detects** each tracked face every ``detect_every`` frames on the square
+  around its last box (``detect_every=1``: every frame's box comes from the
+  detector, at the same face size as in ``prepare``);
+* **follows** each face in between by sparse optical flow (median flow:
+  pyramidal Lucas-Kanade on a grid of points inside the box, forward and
+  backward, keeping the points that come back to where they started; the box
+  moves by their median shift and scales by the median change of their
+  pairwise distances).
 
 A track is lost when too few points survive the forward-backward check, when
 its box jumps more than ``max_jump`` of its side in one frame or changes size
-by more than ``max_zoom``, or when it leaves the frame. A scene cut is a mean
-absolute difference of more than ``scene_cut`` grey levels between successive
-32 x 24 thumbnails. At each detection, detections continue the track they
-overlap most (IoU >= ``match_iou``; the box is replaced by the detection's, so
-flow drift never outlives ``detect_every`` frames), new faces start new tracks
-and tracks without a detection end.
+by more than ``max_zoom``, when it leaves the frame, or when re-detection no
+longer finds its face. A scene cut is a mean absolute difference of more than
+``scene_cut`` grey levels between successive 32 x 24 thumbnails. At a search,
+faces continue the track they overlap most (IoU >= ``match_iou``), new faces
+start new tracks and tracks without a face end.
 
 Flow runs on a grey copy of the frame shrunk by the whole factor that brings
 the smallest face wanted nearest above ``flow_face`` pixels: the cost hardly
@@ -25,6 +33,7 @@ grows with the camera's resolution.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -47,7 +56,8 @@ _LK = {
 class TrackOptions:
     """When to detect and when a followed face counts as lost."""
 
-    detect_every: int = 10  # frames between detections; 1: detect on every frame
+    detect_every: int = 10  # frames between re-detections of a tracked face; 1: every frame
+    search_every: int = 30  # frames between searches of the whole frame for new faces
     grid: int = 8  # flow points per box side (grid x grid points)
     max_fb_error: float = 1.0  # forward-backward error (px at flow scale) a kept point may have
     min_points: float = 0.4  # share of the grid that must survive the checks, else lost
@@ -58,10 +68,10 @@ class TrackOptions:
     flow_face: float = 40.0  # the smallest face wanted, in pixels of the flow image
 
     def validate(self) -> None:
-        if isinstance(self.detect_every, bool) or not isinstance(self.detect_every, int):
-            raise InputError(f"detect_every must be an integer, got {self.detect_every!r}")
-        if self.detect_every < 1:
-            raise InputError(f"detect_every must be >= 1, got {self.detect_every}")
+        for name in ("detect_every", "search_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
         if self.grid < 3:
             raise InputError(f"the flow grid needs >= 3 points a side, got {self.grid}")
         if not 0 < self.min_points <= 1:
@@ -132,20 +142,24 @@ class FaceTracker:
             raise InputError(f"min_face must be > 0 pixels, got {min_face}")
         self.min_face = float(min_face)
         self.tracks: list[Track] = []
-        self.detections = 0  # detector calls so far
+        self.searches = 0  # whole-frame searches so far (each also refines what it finds)
+        self.redetections = 0  # re-detections of tracked faces so far
         self.frames = 0
+        self.detect_s = 0.0  # seconds in the detector, and in everything else update() does
+        self.follow_s = 0.0
         self._ids = count()
         self._grey: np.ndarray | None = None
         self._thumb: np.ndarray | None = None
         self._scale = 1.0
         self._step = 1
-        self._since = 0  # frames since the last detection
+        self._since_search = 0
+        self._since_detect = 0
 
     def reset(self) -> None:
         """Forget every track (a new stream)."""
         self.tracks = []
         self._grey = self._thumb = None
-        self._since = 0
+        self._since_search = self._since_detect = 0
 
     # ------------------------------------------------------------------ pieces
 
@@ -198,22 +212,21 @@ class FaceTracker:
         if box[0] >= width or box[1] >= height or box[0] + box[2] <= 0 or box[1] + box[3] <= 0:
             return False
         track.box = box
-        track.detected = False
         return True
 
-    def _detect(self, frame: np.ndarray) -> None:
+    def _search(self, frame: np.ndarray) -> None:
+        start = time.perf_counter()
         found: list[Detection] = self.detector.detect(frame, self.min_face)
-        self.detections += 1
-        self._since = 0
+        self.detect_s += time.perf_counter() - start
+        self.searches += 1
+        self._since_search = self._since_detect = 0
         matched = match(
             [t.box for t in self.tracks], [d.box for d in found], self.options.match_iou
         )
         kept = []
         for i, track in enumerate(self.tracks):
             if i in matched:
-                d = found[matched[i]]
-                track.box, track.score, track.landmarks = d.box, d.score, d.landmarks
-                track.detected, track.since_detection = True, 0
+                self._found(track, found[matched[i]])
                 kept.append(track)
         taken = set(matched.values())
         for j, d in enumerate(found):
@@ -221,34 +234,65 @@ class FaceTracker:
                 kept.append(Track(next(self._ids), d.box, d.score, landmarks=d.landmarks))
         self.tracks = kept
 
+    @staticmethod
+    def _found(track: Track, detection: Detection) -> None:
+        track.box, track.score, track.landmarks = (
+            detection.box,
+            detection.score,
+            detection.landmarks,
+        )
+        track.detected, track.since_detection = True, 0
+
+    def _redetect(self, frame: np.ndarray) -> bool:
+        """Each track's face detected again around its box; False when one is gone."""
+        start = time.perf_counter()
+        try:
+            for track in self.tracks:
+                found = self.detector.refine(frame, track.box)
+                self.redetections += 1
+                if found is None:
+                    return False
+                self._found(track, found)
+            self._since_detect = 0
+            return True
+        finally:
+            self.detect_s += time.perf_counter() - start
+
     # ------------------------------------------------------------------ public API
 
     def update(self, frame: np.ndarray) -> list[Track]:
         """The faces of the next frame, largest first."""
+        start, detect_before = time.perf_counter(), self.detect_s
         self._step = max(1, int(self.min_face // self.options.flow_face))
         self._scale = 1.0 / self._step
         grey = self._flow_image(frame)
         previous, self._grey = self._grey, grey
         cut = self._scene_cut(grey)
         self.frames += 1
-        self._since += 1
-        due = (
+        self._since_search += 1
+        self._since_detect += 1
+        o = self.options
+        search = (
             not self.tracks
             or cut
             or previous is None
             or previous.shape != grey.shape
-            or self._since >= self.options.detect_every
+            or self._since_search >= o.search_every
         )
-        if not due:
+        if not search and self._since_detect >= o.detect_every:
+            search = not self._redetect(frame)  # a face gone: look for all of them again
+        elif not search:
             for track in self.tracks:
+                track.detected = False
                 if not self._follow(track, previous, grey):
-                    due = True  # one face lost: look again for all of them
+                    search = True  # one face lost: look again for all of them
                     break
-        if due:
-            self._detect(frame)
+        if search:
+            self._search(frame)
         for track in self.tracks:
             track.age += 1
             if not track.detected:
                 track.since_detection += 1
         self.tracks.sort(key=lambda t: t.box[2] * t.box[3], reverse=True)
+        self.follow_s += time.perf_counter() - start - (self.detect_s - detect_before)
         return list(self.tracks)

@@ -46,7 +46,11 @@ def prepare_data(
         s = data.synthspoof
         config = SynthConfig(subjects=s.subjects, size=s.size, difficulty=s.difficulty, seed=s.seed)
         generate(synth, config, workers=workers)
-        dataset, source, extra = "synthspoof", str(synth), {}
+        dataset, source, extra = (
+            "synthspoof",
+            str(synth),
+            {"detector": s.detector, "boxes": s.boxes},
+        )
     else:
         assert data.dataset is not None
         d = data.dataset

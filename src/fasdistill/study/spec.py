@@ -37,6 +37,10 @@ class SynthData(Section):
     size: int = 128
     difficulty: float = 0.5
     seed: int = 0
+    # Face boxes for the crops: SynthSpoof's own (auto), or a detector's, so that
+    # training crops are cut as prediction on camera frames will cut them.
+    boxes: str = "auto"
+    detector: str = "blazeface"
 
 
 class DatasetData(Section):
