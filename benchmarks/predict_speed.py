@@ -546,6 +546,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--export", type=Path, required=True, help="a fasdistill export directory")
     parser.add_argument("--checkpoint", type=Path, help="also time the best.pt in PyTorch")
+    parser.add_argument(
+        "--extra-model",
+        type=Path,
+        action="append",
+        default=[],
+        help="another model file to time (speed only), e.g. a searched student's model.onnx; "
+        "named after its folder",
+    )
     parser.add_argument("--synth", type=Path, help="a SynthSpoof video set (synth --frames N)")
     parser.add_argument("--frames", type=int, default=120, help="frames per speed video")
     parser.add_argument("--rounds", type=int, default=3)
@@ -566,6 +574,9 @@ def main() -> None:
     if args.checkpoint:
         models["pytorch"] = open_model(args.checkpoint)
     first = models.get("onnx") or next(iter(models.values()))
+    timed = dict(models)
+    for path in args.extra_model:
+        timed[f"{path.parent.name}/{path.name}"] = open_model(path)
     parts = set(args.parts.split(","))
     result: dict[str, Any] = {
         "command": "python benchmarks/predict_speed.py " + " ".join(sys.argv[1:]),
@@ -580,7 +591,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         if "speed" in parts:
-            result["speed"] = speed(models, args.rounds, args.frames, Path(tmp))
+            result["speed"] = speed(timed, args.rounds, args.frames, Path(tmp))
     if "memory" in parts:
         result["memory"] = memory(first, args.memory_frames)
     if "parity" in parts:

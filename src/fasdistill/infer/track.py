@@ -16,7 +16,7 @@ following it between looks costs a fraction of a millisecond.
   pyramidal Lucas-Kanade on a grid of points inside the box, forward and
   backward, keeping the points that come back to where they started; the box
   moves by their median shift and scales by the median change of their
-  pairwise distances).
+  distances from their median).
 
 A track is lost when too few points survive the forward-backward check, when
 its box jumps more than ``max_jump`` of its side in one frame or changes size
@@ -152,6 +152,7 @@ class FaceTracker:
         self._thumb: np.ndarray | None = None
         self._scale = 1.0
         self._step = 1
+        self._unit: np.ndarray | None = None
         self._since_search = 0
         self._since_detect = 0
 
@@ -180,25 +181,31 @@ class FaceTracker:
             return False
         return float(np.abs(thumb - previous).mean()) > self.options.scene_cut
 
+    def _grid(self) -> np.ndarray:
+        """Flow points over the inner 80 % of a unit box (its edge holds background)."""
+        if self._unit is None:
+            ticks = np.linspace(0.1, 0.9, self.options.grid)
+            self._unit = np.stack(np.meshgrid(ticks, ticks), axis=-1).reshape(-1, 2)
+        return self._unit
+
     def _follow(self, track: Track, previous: np.ndarray, grey: np.ndarray) -> bool:
         """Move ``track`` by median flow from ``previous`` to ``grey``; False when lost."""
         o, s = self.options, self._scale
         x, y, w, h = (v * s for v in track.box)
-        # a grid over the inner 80 % of the box (its edge holds background)
-        xs = x + w * np.linspace(0.1, 0.9, o.grid)
-        ys = y + h * np.linspace(0.1, 0.9, o.grid)
-        points = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 1, 2).astype(np.float32)
+        points = (self._grid() * (w, h) + (x, y)).astype(np.float32).reshape(-1, 1, 2)
         ahead, ok_ahead, _ = cv2.calcOpticalFlowPyrLK(previous, grey, points, None, **_LK)
         back, ok_back, _ = cv2.calcOpticalFlowPyrLK(grey, previous, ahead, None, **_LK)
-        error = np.linalg.norm((back - points).reshape(-1, 2), axis=1)
+        start, end = points.reshape(-1, 2), ahead.reshape(-1, 2)
+        error = np.hypot(*(back.reshape(-1, 2) - start).T)
         good = (ok_ahead.ravel() == 1) & (ok_back.ravel() == 1) & (error <= o.max_fb_error)
-        if good.sum() < max(3, o.min_points * len(points)):
+        if good.sum() < max(3, o.min_points * len(start)):
             return False
-        start, end = points.reshape(-1, 2)[good], ahead.reshape(-1, 2)[good]
+        start, end = start[good], end[good]
         shift = np.median(end - start, axis=0)
-        i, j = np.triu_indices(len(start), k=1)
-        before = np.linalg.norm(start[i] - start[j], axis=1)
-        after = np.linalg.norm(end[i] - end[j], axis=1)
+        # scale: the median ratio of each point's distance from the points' median,
+        # after and before (linear in the points, unlike all pairwise distances)
+        before = np.hypot(*(start - np.median(start, axis=0)).T)
+        after = np.hypot(*(end - np.median(end, axis=0)).T)
         usable = before > 1e-3
         zoom = float(np.median(after[usable] / before[usable])) if usable.any() else 1.0
         if not 1 / o.max_zoom <= zoom <= o.max_zoom:
