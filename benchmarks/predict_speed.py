@@ -550,9 +550,16 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "Photos: astronaut, cameraman and Grace Hopper, each moving over 90 frames of 640 x 480."
     ]
-    cols = ("pipeline", "frames", "IoU median", "IoU 5th pct", "|Δscore| median", "|Δscore| 95th")
+    cols = (
+        "pipeline",
+        "frames",
+        "IoU median",
+        "IoU 5th pct",
+        r"\|Δscore\| median",
+        r"\|Δscore\| 95th",
+    )
     cols = (*cols, "frames agree", "decisions agree", "ref. near threshold", "face: fast only")
-    cols = (*cols, "face: ref. only", "|Δscore| > 0.2")
+    cols = (*cols, "face: ref. only", r"\|Δscore\| > 0.2")
     lines += ["", _row(*cols), _rule(12)]
     for name, q in p["photos"].items():
         lines.append(_row(name, q["frames"], *_parity_cells(q)))
@@ -627,7 +634,7 @@ def main() -> None:
     timed = dict(models)
     for path in args.extra_model:
         timed[f"{path.parent.name}/{path.name}"] = open_model(path)
-    parts = set(args.parts.split(","))
+    parts = set(filter(None, args.parts.split(",")))  # --parts "": rewrite the tables only
     result: dict[str, Any] = {
         "command": "python benchmarks/predict_speed.py " + " ".join(sys.argv[1:]),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} vCPU, Python "
@@ -647,7 +654,10 @@ def main() -> None:
         reused = [p for p in names if p not in parts and kept.get(p)]
         for part in reused:
             result[part] = kept[part]
-        if reused:
+        if reused and not parts:  # nothing run: the tables written again from the JSON
+            result["command"] = kept["command"]
+            result["frames"], result["rounds"] = kept["frames"], kept["rounds"]
+        elif reused:
             result["command"] = (
                 f"{kept['command']}; then (not {', '.join(reused)}) {result['command']}"
             )
