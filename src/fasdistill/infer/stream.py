@@ -427,7 +427,12 @@ def draw_faces(
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, 2)
         score = "" if p.score is None else f" {p.score:.2f}"
         label = f"#{face.track} {status}{score}"
-        cv2.putText(canvas, label, (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1)
+        font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+        (tw, th), base = cv2.getTextSize(label, font, scale, 1)
+        top = max(0, y - th - base - 4)  # a filled tag above the box (inside it at the top)
+        cv2.rectangle(canvas, (x - 1, top), (x + tw + 6, top + th + base + 4), colour, cv2.FILLED)
+        origin = (x + 3, top + th + 2)
+        cv2.putText(canvas, label, origin, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 
 
