@@ -133,16 +133,15 @@ def today_frame(
     box = max(found, key=lambda d: d.area).box if found else None
     result, tensor = predictor.face(frame, box) if box else (None, None)
     t2 = time.perf_counter()
-    score = None
-    status = "no_face" if result is None else result.status
     if tensor is not None:
-        score = float(predictor.score_tensors(tensor[None])[0])
-        status = "bonafide" if score >= predictor.threshold else "attack"
+        predictor.decide([result], [tensor])
     t3 = time.perf_counter()
     times["detect"] += t1 - t0
     times["crop_gate"] += t2 - t1
     times["infer"] += t3 - t2
-    return box, status, score
+    if result is None:
+        return box, "no_face", None
+    return box, result.status, result.score
 
 
 def speed_pass(pipeline: str, predictor: Predictor, video: Path) -> dict[str, float]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import abc
 import ctypes
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -83,7 +84,7 @@ def _rank(detection: Detection) -> tuple[float, float]:
     return (detection.score, detection.area)
 
 
-def _iou(a: Box, b: Box) -> float:
+def iou(a: Box, b: Box) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
     ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
@@ -201,7 +202,7 @@ class FaceDetector(abc.ABC):
                 better = self._refine(image, detection.box)
                 # a face the closer look does not confirm is dropped; two searches'
                 # boxes that refine to one face count once
-                if better is not None and all(_iou(better.box, r.box) < 0.5 for r in refined):
+                if better is not None and all(iou(better.box, r.box) < 0.5 for r in refined):
                     refined.append(better)
             found = refined
         return sorted(found, key=_rank, reverse=True)
@@ -239,7 +240,7 @@ class FaceDetector(abc.ABC):
         # the face the box pointed at: the one nearest the square's centre
         centre = side_wanted / 2
         chosen = min(found, key=lambda d: (d.center[0] - centre) ** 2 + (d.center[1] - centre) ** 2)
-        if _iou(chosen.box, _scaled(box, scale, left, top)) < 0.2:
+        if iou(chosen.box, _scaled(box, scale, left, top)) < 0.2:
             return None
         bx, by, bw, bh = chosen.box
         landmarks = None
@@ -502,6 +503,7 @@ class YuNetDetector(FaceDetector):
 _WEIGHTS = Path(__file__).parent / "weights"
 
 
+@functools.lru_cache(maxsize=16)  # one per input size seen: computed once, not per frame
 def _anchor_centres(height: int, width: int) -> np.ndarray:
     """BlazeFace short-range anchor centres (N, 2) in input pixels, in its output order.
 
@@ -516,7 +518,9 @@ def _anchor_centres(height: int, width: int) -> np.ndarray:
         ys = (np.arange(height // stride) + 0.5) * stride
         grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
         parts.append(np.repeat(grid, per_cell, axis=0))
-    return np.concatenate(parts).astype(np.float32)
+    centres = np.concatenate(parts).astype(np.float32)
+    centres.setflags(write=False)  # shared by every call with this size
+    return centres
 
 
 class _OnnxNet:

@@ -264,12 +264,18 @@ class Predictor:
             if tensor is not None:
                 tensors.append(tensor)
                 scored.append(result)
-        if tensors:
-            for result, score in zip(scored, self.score_tensors(np.stack(tensors)), strict=True):
-                result.score = float(score)
-                result.threshold = self.threshold
-                result.status = "bonafide" if score >= self.threshold else "attack"
+        self.decide(scored, tensors)
         return results
+
+    def decide(self, predictions: list[Prediction], tensors: list[np.ndarray]) -> None:
+        """Score the faces that passed every check in one runtime call and decide each
+        at the model's threshold (``predictions[i]`` is the face of ``tensors[i]``)."""
+        if not tensors:
+            return
+        for result, score in zip(predictions, self.score_tensors(np.stack(tensors)), strict=True):
+            result.score = float(score)
+            result.threshold = self.threshold
+            result.status = "bonafide" if score >= self.threshold else "attack"
 
 
 def edge_problem(

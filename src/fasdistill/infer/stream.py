@@ -158,14 +158,7 @@ class StreamPredictor:
                 tensors.append(tensor)
                 scored.append(prediction)
         t2 = time.perf_counter()
-        if tensors:  # every face of the frame in one runtime call
-            threshold = self.predictor.threshold
-            for prediction, score in zip(
-                scored, self.predictor.score_tensors(np.stack(tensors)), strict=True
-            ):
-                prediction.score = float(score)
-                prediction.threshold = threshold
-                prediction.status = "bonafide" if score >= threshold else "attack"
+        self.predictor.decide(scored, tensors)  # every face of the frame in one runtime call
         t3 = time.perf_counter()
         self.timings["track"] += t1 - t0
         self.timings["crop_gate"] += t2 - t1
@@ -297,7 +290,7 @@ class FrameReader:
         self._thread: threading.Thread | None = None
         self._start = time.perf_counter()
         fps = capture.get(cv2.CAP_PROP_FPS)
-        self._fps = fps if live is False and fps and fps > 0 else None
+        self._fps = fps if not live and fps and fps > 0 else None
 
     def _read(self, index: int) -> Frame | None:
         t0 = time.perf_counter()
@@ -434,10 +427,3 @@ def draw_faces(
         origin = (x + 3, top + th + 2)
         cv2.putText(canvas, label, origin, font, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
-
-
-def is_live(source: int | str) -> bool:
-    """A camera index, a device or a network stream (not a file on disk)."""
-    if isinstance(source, int):
-        return True
-    return "://" in source or source.startswith("/dev/") or not Path(source).is_file()

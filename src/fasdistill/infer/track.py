@@ -40,7 +40,7 @@ from itertools import count
 import cv2
 import numpy as np
 
-from fasdistill.data.detect import Detection, FaceDetector
+from fasdistill.data.detect import Detection, FaceDetector, iou
 from fasdistill.errors import InputError
 
 Box = tuple[float, float, float, float]
@@ -95,15 +95,6 @@ class Track:
     landmarks: tuple[tuple[float, float], ...] | None = field(default=None, repr=False)
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match(boxes: list[Box], found: list[Box], threshold: float) -> dict[int, int]:
     """Greedy one-to-one matching by IoU, best pairs first: {box index: found index}."""
     pairs = sorted(
@@ -150,8 +141,8 @@ class FaceTracker:
         self._ids = count()
         self._grey: np.ndarray | None = None
         self._thumb: np.ndarray | None = None
-        self._scale = 1.0
-        self._step = 1
+        # flow runs on the frame shrunk by this whole factor (min_face is fixed per tracker)
+        self._step = max(1, int(self.min_face // self.options.flow_face))
         self._unit: np.ndarray | None = None
         self._since_search = 0
         self._since_detect = 0
@@ -190,7 +181,7 @@ class FaceTracker:
 
     def _follow(self, track: Track, previous: np.ndarray, grey: np.ndarray) -> bool:
         """Move ``track`` by median flow from ``previous`` to ``grey``; False when lost."""
-        o, s = self.options, self._scale
+        o, s = self.options, 1.0 / self._step
         x, y, w, h = (v * s for v in track.box)
         points = (self._grid() * (w, h) + (x, y)).astype(np.float32).reshape(-1, 1, 2)
         ahead, ok_ahead, _ = cv2.calcOpticalFlowPyrLK(previous, grey, points, None, **_LK)
@@ -270,8 +261,6 @@ class FaceTracker:
     def update(self, frame: np.ndarray) -> list[Track]:
         """The faces of the next frame, largest first."""
         start, detect_before = time.perf_counter(), self.detect_s
-        self._step = max(1, int(self.min_face // self.options.flow_face))
-        self._scale = 1.0 / self._step
         grey = self._flow_image(frame)
         previous, self._grey = self._grey, grey
         cut = self._scene_cut(grey)
