@@ -2,7 +2,7 @@
 
 A detector search of the whole frame costs milliseconds; looking again at a
 face that is already found costs less (the detector runs once on a small
-square around it, :meth:`~fasdistill.data.detect.FaceDetector.refine`), and
+square around it, :meth:`~fasdistill.data.detection.FaceDetector.refine`), and
 following it between looks costs a fraction of a millisecond.
 :class:`FaceTracker` therefore
 
