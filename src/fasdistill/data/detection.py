@@ -71,8 +71,9 @@ def resize_for_detection(image: np.ndarray, size: tuple[int, int]) -> np.ndarray
     pixels (OpenCV's fast path for area averaging by a whole factor), then
     interpolates the rest bilinearly: nearly as free of aliasing as area averaging
     all the way, at a fraction of its cost when the factor is not whole. The few
-    pixels past the last whole block (fewer than ``factor``) are replaced by the edge's, so every pixel keeps its
-    place: (x, y) maps to (x, y) times size / shape either way. Enlarging is bilinear.
+    pixels past the last whole block (fewer than ``factor``) are replaced by the
+    edge's, so every pixel keeps its place: (x, y) maps to (x, y) times size /
+    shape either way. Enlarging is bilinear.
     """
     height, width = image.shape[:2]
     factor = int(min(width / size[0], height / size[1]))
