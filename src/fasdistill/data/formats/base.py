@@ -18,12 +18,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from fasdistill.errors import InputError
 
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels of the decoded frame
 SPLITS = ("train", "dev", "test")
 VIDEO_EXTENSIONS = frozenset({".avi", ".mov", ".mp4", ".mkv", ".m4v", ".wmv", ".webm"})
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Sensor modalities a sample may carry. "rgb" is the colour camera (``Sample.path``);
+# the others are registered to it, frame for frame, and stored as 8-bit single-channel
+# images: "depth" (nearer = brighter, 0 = no measurement), "ir" (near-infrared).
+MODALITIES = ("rgb", "depth", "ir")
 
 
 class ProtocolError(InputError):
@@ -54,9 +60,18 @@ class Sample:
     domain: str = ""  # dataset or capture domain
     split: str = ""  # train | dev | test, set by a protocol
     frame_limit: int | None = None  # use only the first N frames (e.g. SiW protocol 1 training)
+    # Extra modalities registered to ``path``: (name, absolute path) pairs, names from
+    # MODALITIES other than "rgb"; each file holds the same frames as ``path``.
+    modalities: tuple[tuple[str, str], ...] = ()
 
     def with_split(self, split: str) -> Sample:
         return replace(self, split=split)
+
+    def modality_path(self, name: str) -> str | None:
+        """The file of modality ``name`` ("rgb" is ``path``), None if the sample lacks it."""
+        if name == "rgb":
+            return self.path
+        return dict(self.modalities).get(name)
 
 
 def media_kind(path: str | os.PathLike[str]) -> str | None:
@@ -103,6 +118,8 @@ class DatasetAdapter(abc.ABC):
     protocols: ClassVar[tuple[str, ...]]
     default_protocol: ClassVar[str]
     description: ClassVar[str] = ""
+    # The modalities its samples can carry (multi-modal sets list depth and ir too).
+    modalities: ClassVar[tuple[str, ...]] = ("rgb",)
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -133,6 +150,32 @@ class DatasetAdapter(abc.ABC):
         ``prepare`` uses a shipped box only on a decoded frame of this size (None: any).
         """
         return None
+
+    def read_frames(
+        self, sample: Sample, modality: str, count: int | None, every: int | None
+    ) -> tuple[list[tuple[int, np.ndarray]], list[int]]:
+        """Decoded frames of ``sample``'s ``modality`` as (frame index, BGR image) pairs,
+        plus the indices that could not be decoded.
+
+        The default reads the modality's file as an image (index 0) or a video sampled
+        by ``count``/``every`` (see :func:`fasdistill.data.video.read_frames`).
+        Adapters whose media are not plain files (a folder of frames, an HDF5
+        recording) override it. Raises InputError (or FramesTooLarge) when the
+        media cannot be read at all; a single-channel modality comes back as
+        3-channel BGR like any image.
+        """
+        from fasdistill.data.imageio import read_image
+        from fasdistill.data.video import read_frames
+
+        path = sample.modality_path(modality)
+        if path is None:
+            raise InputError(f"{sample.sample_id}: no {modality} file")
+        if sample.media == "image":
+            read = read_image(path)
+            if read.image is None:
+                raise InputError(f"{path}: cannot read the image ({read.status})")
+            return [(0, read.image)], []
+        return read_frames(path, count=count, every=every, limit=sample.frame_limit)
 
     def data_roots(self) -> list[Path]:
         """The folders this adapter reads (one, except for composite adapters)."""
