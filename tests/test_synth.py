@@ -135,7 +135,7 @@ def test_replay_subpixels_carry_energy_at_the_pixel_pitch() -> None:
     background = np.full((128, 128, 3), 0.3, np.float32)
 
     def ratio(strength: float) -> float:
-        scene, _ = replay_attack(
+        scene, _, _ = replay_attack(
             frame,
             (10, 10, 40, 40),
             display,

@@ -95,6 +95,9 @@ class Domain:
     light_intensity: float
     print_media: tuple[str, ...]
     displays: tuple[str, ...]
+    # The room's near-infrared relative to the NIR camera's illuminator at 0.4 m:
+    # daylight and tungsten lamps carry much, fluorescent tubes little.
+    nir_ambient: float = 0.05
 
 
 DOMAINS: dict[str, Domain] = {
@@ -120,6 +123,7 @@ DOMAINS: dict[str, Domain] = {
             light_intensity=1.0,
             print_media=("photo_paper",),
             displays=("tablet", "monitor"),
+            nir_ambient=0.1,
         ),
         Domain(
             "office",
@@ -141,6 +145,7 @@ DOMAINS: dict[str, Domain] = {
             light_intensity=0.9,
             print_media=("a4_laser",),
             displays=("monitor", "phone"),
+            nir_ambient=0.02,
         ),
         Domain(
             "phone",
@@ -162,6 +167,7 @@ DOMAINS: dict[str, Domain] = {
             light_intensity=1.1,
             print_media=("photo_paper", "a4_inkjet"),
             displays=("phone", "tablet"),
+            nir_ambient=0.15,
         ),
         Domain(
             "dim",
@@ -183,6 +189,7 @@ DOMAINS: dict[str, Domain] = {
             light_intensity=0.45,
             print_media=("a4_inkjet", "a4_laser"),
             displays=("monitor",),
+            nir_ambient=0.25,
         ),
     )
 }

@@ -444,3 +444,65 @@ def render_face(
     cx, cy = cv.centre
     box = (cx - box_w / 2 + hx * cv.half_h, cy - 0.95 * cv.half_h, box_w, box_h)
     return np.clip(cv.img, 0.0, 4.0), box
+
+
+HEAD_HALF_HEIGHT_M = 0.12  # metres: the physical size behind ``Shot.scale``
+HEAD_HALF_DEPTH = 0.75  # the head's half-depth in half-heights (about 9 cm)
+
+
+def face_relief(identity: Identity, shot: Shot, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The person's surface towards the camera, registered to :func:`render_face`.
+
+    Returns ``relief`` (how far each pixel's surface lies in front of the head's
+    centre plane, in head half-heights; NaN on the background) and ``facing`` (the
+    cosine between the surface normal and the view ray: low at grazing angles,
+    where active depth sensors lose the return). The head is the same ellipsoid
+    the shading uses, with a nose and eye sockets; neck, hair and shoulders lie
+    behind it.
+    """
+    cv = _Canvas(size, shot, identity)
+    w = identity.face_width
+    yaw_shift = math.sin(shot.yaw) * w * 0.55
+    pitch_shift = math.sin(shot.pitch) * 0.4
+    relief = np.full((size, size), np.nan, np.float32)
+    facing = np.zeros((size, size), np.float32)
+
+    def put(cover: np.ndarray, height: np.ndarray | float, normal_z: np.ndarray | float) -> None:
+        inside = cover > 0.5
+        height = np.broadcast_to(np.asarray(height, np.float32), cover.shape)
+        normal_z = np.broadcast_to(np.asarray(normal_z, np.float32), cover.shape)
+        nearer = inside & ~(relief >= height)  # NaN (background) compares False
+        relief[nearer] = height[nearer]
+        facing[nearer] = normal_z[nearer]
+
+    put(cv.ellipse(yaw_shift * 0.3, 1.75, 1.55, 0.75), -1.0, 0.8)  # shoulders
+    put(cv.ellipse(yaw_shift * 0.5, 1.0, w * 0.55, 0.6), -0.25, 0.9)  # neck
+    if identity.hair_style >= 2:
+        put(cv.ellipse(yaw_shift * 0.2, 0.1, w * 1.3, 1.15), -0.5, 0.6)  # hair behind the head
+    hx = yaw_shift * 0.25
+    v_rel = cv.v - pitch_shift * 0.2
+    jaw_narrow = 1.0 - np.clip(v_rel - 0.25, 0, None) * (0.55 - 0.3 * identity.jaw)
+    head = cv.ellipse(hx, pitch_shift * 0.2, w, 1.0) * (
+        np.clip((1.0 - np.abs(cv.u - hx) / (w * jaw_narrow)) / cv.px * 0.02 + 0.5, 0, 1)
+    )
+    nu = np.clip((cv.u - hx - yaw_shift * 0.6) / w, -1, 1)
+    nv = np.clip(v_rel, -1, 1)
+    nz = np.sqrt(np.clip(1.0 - 0.85 * nu**2 - 0.6 * nv**2, 0.02, None))
+    height = HEAD_HALF_DEPTH * nz
+    nx, ny, _ = _project(identity, shot, 0.0, 0.12)
+    nose = np.exp(
+        -(((cv.u - nx - hx) / (identity.nose_width * 0.7)) ** 2)
+        - ((cv.v - ny - 0.04) / (identity.nose_length * 0.6)) ** 2
+    )
+    height = height + 0.2 * nose
+    for side in (-1, 1):
+        ex, ey, _ = _project(identity, shot, side * identity.eye_spacing * w * 1.05, -0.08)
+        socket = np.exp(-(((cv.u - ex - hx) / 0.13) ** 2) - ((cv.v - ey) / 0.08) ** 2)
+        height = height - 0.05 * socket
+    put(head, height, nz)
+    return relief, facing
+
+
+def camera_distance(shot: Shot, focal: float = 0.9) -> float:
+    """Metres from the camera to the head's centre plane (``focal`` in image widths)."""
+    return focal * HEAD_HALF_HEIGHT_M / shot.scale

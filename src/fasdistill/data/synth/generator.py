@@ -31,7 +31,7 @@ import numpy as np
 from fasdistill import __version__
 from fasdistill.data.synth.domains import DOMAINS, SPECIES
 from fasdistill.data.synth.media import Box
-from fasdistill.data.synth.render import choose_instrument, render_sample
+from fasdistill.data.synth.render import choose_instrument, render
 from fasdistill.data.synth.spec import SampleSpec, SynthConfig
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -56,6 +56,8 @@ SAMPLE_COLUMNS = (
     "box_h",
     "boxes_path",
 )
+# Per extra modality (sets made with --modalities rgb,depth,ir): its media file's path.
+MODALITY_COLUMNS = {"depth": "depth_path", "ir": "ir_path"}
 
 
 def subject_splits(n: int, seed: int, domain_index: int) -> list[str]:
@@ -106,16 +108,17 @@ def plan(config: SynthConfig) -> list[SampleSpec]:
 
 
 def _encode_video(frames: list[np.ndarray], path: Path) -> None:
-    """Write frames as a lossless FFV1 AVI via a temporary file and rename."""
+    """Write BGR (or single-channel) frames as a lossless FFV1 AVI via a temporary file."""
     h, w = frames[0].shape[:2]
+    colour = frames[0].ndim == 3
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".avi", dir=path.parent)
     os.close(fd)
     try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (w, h))
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (w, h), colour)
         if not writer.isOpened():
             raise RuntimeError("OpenCV cannot write FFV1 AVI video on this machine")
         for frame in frames:
-            writer.write(np.ascontiguousarray(frame[..., ::-1]))
+            writer.write(np.ascontiguousarray(frame))
         writer.release()
         Path(tmp).replace(path)
     except BaseException:
@@ -124,22 +127,38 @@ def _encode_video(frames: list[np.ndarray], path: Path) -> None:
 
 
 def _write_sample(spec: SampleSpec, config: SynthConfig, root: str) -> str:
-    """Render and store one sample; the media file appears last, so it marks completion."""
+    """Render and store one sample; the RGB media file appears last, so it marks completion.
+
+    Depth and NIR frames (when asked for) are stored beside it, registered pixel for
+    pixel: ``<id>.depth.png`` / ``<id>.ir.png`` (or ``.avi``), 8-bit single channel.
+    """
     media = Path(root) / spec.relpath
     media.parent.mkdir(parents=True, exist_ok=True)
-    frames, boxes = render_sample(spec, config)
+    rendered = render(spec, config, sensors=bool(config.sensors))
     lines = ["frame,x,y,w,h"] + [
-        f"{i},{b[0]:.1f},{b[1]:.1f},{b[2]:.1f},{b[3]:.1f}" for i, b in enumerate(boxes)
+        f"{i},{b[0]:.1f},{b[1]:.1f},{b[2]:.1f},{b[3]:.1f}" for i, b in enumerate(rendered.boxes)
     ]
     atomic_write_text(_boxes_path(media), "\n".join(lines) + "\n")
-    if config.frames == 1:
-        ok, png = cv2.imencode(".png", frames[0][..., ::-1])
+    for name in config.sensors:
+        _write_frames(getattr(rendered, name), modality_path(media, name), spec)
+    _write_frames([f[..., ::-1] for f in rendered.frames], media, spec)
+    return spec.sample_id
+
+
+def modality_path(media: Path, modality: str) -> Path:
+    """Where a sample's ``modality`` frames lie beside its RGB media file."""
+    return media.with_name(f"{media.stem}.{modality}{media.suffix}")
+
+
+def _write_frames(frames: list[np.ndarray], path: Path, spec: SampleSpec) -> None:
+    """One PNG (a still) or a lossless FFV1 video of 8-bit BGR or single-channel frames."""
+    if len(frames) == 1:
+        ok, png = cv2.imencode(".png", frames[0])
         if not ok:
             raise RuntimeError(f"OpenCV could not PNG-encode {spec.sample_id}")
-        atomic_write_bytes(media, png.tobytes())
+        atomic_write_bytes(path, png.tobytes())
     else:
-        _encode_video(frames, media)
-    return spec.sample_id
+        _encode_video(frames, path)
 
 
 def _boxes_path(media: Path) -> Path:
@@ -262,7 +281,8 @@ def _read_boxes(path: Path) -> list[Box]:
 def _write_index(root: Path, config: SynthConfig, specs: list[SampleSpec]) -> Path:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SAMPLE_COLUMNS)
+    extra = [MODALITY_COLUMNS[m] for m in config.sensors]
+    writer.writerow([*SAMPLE_COLUMNS, *extra])
     for s in specs:
         media = root / s.relpath
         boxes = _read_boxes(_boxes_path(media))
@@ -284,6 +304,7 @@ def _write_index(root: Path, config: SynthConfig, specs: list[SampleSpec]) -> Pa
                 f"{w:.1f}",
                 f"{h:.1f}",
                 str(_boxes_path(Path(s.relpath))),
+                *(str(modality_path(Path(s.relpath), m)) for m in config.sensors),
             ]
         )
     samples = atomic_write_text(root / "samples.csv", out.getvalue())

@@ -64,6 +64,28 @@ def _placement(
     return np.array([[c, -s, tx], [s, c, ty]], np.float32)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a sheet or screen lies in one scene, so other sensors can see the same medium.
+
+    ``warp`` moves any image of the medium (its near-infrared reflectance, a coordinate
+    ramp) exactly as its RGB content was moved: bent like the sheet, then placed.
+    """
+
+    matrix: np.ndarray  # medium pixels -> scene pixels (2 x 3)
+    scene_size: int
+    bend: float  # the sheet's bow (0 for a flat screen)
+    tilt: float
+    covered: np.ndarray  # coverage of the medium in the scene, in [0, 1]
+    frame: np.ndarray | None = None  # a screen's bezel coverage (None: no bezel)
+
+    def warp(self, image: np.ndarray) -> np.ndarray:
+        if self.bend:
+            image = _bend(image, self.bend, self.tilt)
+        size = self.scene_size
+        return cv2.warpAffine(image, self.matrix, (size, size), flags=cv2.INTER_LINEAR)
+
+
 def map_box(box: Box, matrix: np.ndarray) -> Box:
     """The axis-aligned box around ``box`` moved by an affine ``matrix``."""
     x, y, w, h = box
@@ -74,12 +96,11 @@ def map_box(box: Box, matrix: np.ndarray) -> Box:
     return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
 
 
-def _bend(image: np.ndarray, amount: float, rng: np.random.Generator) -> np.ndarray:
+def _bend(image: np.ndarray, amount: float, tilt: float) -> np.ndarray:
     """Non-planar warp of a held sheet: a cylindrical bow plus a slight perspective."""
     h, w = image.shape[:2]
     ys, xs = pixel_grid(h, w)
     bow = amount * w * np.sin(np.pi * ys / h) * (xs / w - 0.5) * 0.15
-    tilt = rng.uniform(-1, 1) * amount * 0.05
     map_x = xs + bow + tilt * (ys - h / 2) * (xs / w - 0.5)
     map_y = ys + amount * h * 0.02 * np.sin(np.pi * xs / w)
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
@@ -120,8 +141,8 @@ def print_attack(
     rng: np.random.Generator,
     bend: float,
     show_edge: bool,
-) -> tuple[np.ndarray, Box]:
-    """A printed photo held in front of the camera; returns scene radiance and face box.
+) -> tuple[np.ndarray, Box, Placement]:
+    """A printed photo held in front of the camera: scene radiance, face box and placement.
 
     ``photo`` is the attacker's 8-bit photo; ``background`` the lit scene behind
     the sheet (scene resolution); ``motion`` = (dx, dy, angle) of the hand.
@@ -150,7 +171,8 @@ def print_attack(
     margin = int(size * 0.04)
     sheet = np.full((size + 2 * margin, size + 2 * margin, 3), medium.white, np.float32)
     sheet[margin:-margin, margin:-margin] = reflectance
-    sheet = _bend(sheet, bend * strength, rng)
+    tilt = rng.uniform(-1, 1) * bend * strength * 0.05
+    sheet = _bend(sheet, bend * strength, tilt)
     zoom = rng.uniform(0.86, 0.97) if show_edge else rng.uniform(1.05, 1.25)
     matrix = _placement(size, sheet.shape[0], zoom, motion[2], (motion[0], motion[1]))
     covered = cv2.warpAffine(np.ones(sheet.shape[:2], np.float32), matrix, (size, size))
@@ -166,7 +188,7 @@ def print_attack(
     scene = background * (1 - covered[..., None]) + radiance * covered[..., None]
     photo_to_sheet = np.array([[size / src, 0, margin], [0, size / src, margin]], np.float32)
     box = map_box(map_box(photo_box, photo_to_sheet), matrix)
-    return scene, box
+    return scene, box, Placement(matrix, size, bend * strength, tilt, covered)
 
 
 def replay_attack(
@@ -180,8 +202,8 @@ def replay_attack(
     rng: np.random.Generator,
     glare: tuple[float, float, float],
     show_bezel: bool,
-) -> tuple[np.ndarray, Box]:
-    """A screen replaying the victim's video frame; returns scene radiance and face box.
+) -> tuple[np.ndarray, Box, Placement]:
+    """A screen replaying the victim's video frame: scene radiance, face box and placement.
 
     The frame is resampled onto the display's RGB sub-pixel stripes, so a camera
     recapturing it aliases the grid into moiré; ``glare`` = (x, y, radius) of a
@@ -248,6 +270,7 @@ def replay_attack(
     )
     emitted += reflection
     covered = cv2.warpAffine(np.ones((src, src), np.float32), matrix, (size, size))
+    bezel = None
     if show_bezel:
         outer = cv2.warpAffine(
             np.ones((src, src), np.float32),
@@ -257,7 +280,7 @@ def replay_attack(
         bezel = np.clip(outer - covered, 0, 1)
         background = background * (1 - bezel[..., None]) + bezel[..., None] * 0.02 * light_rgb
     scene = background * (1 - covered[..., None]) + emitted * covered[..., None]
-    return scene, map_box(frame_box, matrix)
+    return scene, map_box(frame_box, matrix), Placement(matrix, size, 0.0, 0.0, covered, bezel)
 
 
 def room_background(size: int, light_rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:

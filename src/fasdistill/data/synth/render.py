@@ -6,7 +6,7 @@ sample renders to the same pixels whatever the worker or the order.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -15,7 +15,25 @@ from fasdistill.data.synth.camera import SUPERSAMPLE
 from fasdistill.data.synth.domains import DISPLAYS, DOMAINS, PRINT_MEDIA, SOURCE_CAMERA, Domain
 from fasdistill.data.synth.faces import Identity, Light, Shot, render_face
 from fasdistill.data.synth.media import Box, print_attack, replay_attack, room_background
+from fasdistill.data.synth.sensors import NirCamera, Sensors
 from fasdistill.data.synth.spec import SampleSpec, SynthConfig
+
+
+@dataclass
+class Rendered:
+    """One sample's frames: 8-bit RGB, face boxes, and 8-bit depth and NIR when asked for."""
+
+    frames: list[np.ndarray] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
+    depth: list[np.ndarray] = field(default_factory=list)
+    ir: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, frame: np.ndarray, box: Box, sensors: tuple[np.ndarray, np.ndarray] | None):
+        self.frames.append(frame)
+        self.boxes.append(box)
+        if sensors is not None:
+            self.depth.append(sensors[0])
+            self.ir.append(sensors[1])
 
 
 def identity_for(config: SynthConfig, domain_index: int, subject_index: int) -> Identity:
@@ -69,7 +87,18 @@ def _hand_motion(frames: int, rng: np.random.Generator) -> list[tuple[float, flo
 
 def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarray], list[Box]]:
     """Render one sample's frames (8-bit RGB) and its face box per frame."""
+    out = render(spec, config, sensors=False)
+    return out.frames, out.boxes
+
+
+def render(spec: SampleSpec, config: SynthConfig, sensors: bool = True) -> Rendered:
+    """Render one sample: RGB frames and boxes, plus registered depth and NIR frames
+    when ``sensors`` (from their own random stream: the RGB frames do not change)."""
     domain: Domain = DOMAINS[spec.domain]
+    out = Rendered()
+    sensor = (
+        Sensors(spec.seed_words, config.size, NirCamera(domain.nir_ambient)) if sensors else None
+    )
     rng = np.random.default_rng(list(spec.seed_words))
     identity = identity_for(config, spec.domain_index, spec.subject_index)
     size = config.size
@@ -78,8 +107,6 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
         rng, domain.colour_temperature * rng.uniform(0.9, 1.1), domain.light_intensity
     )
     light_rgb = np.asarray(light.colour, np.float32) * light.intensity
-    frames: list[np.ndarray] = []
-    boxes: list[Box] = []
     cls = spec.pai or "bonafide"
 
     if cls in ("bonafide", "mask"):
@@ -95,9 +122,10 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
             texture = 1.0 - 0.85 * strength if rigid else 1.0
             sheen = 0.45 * strength if rigid else 0.0
             radiance, box = render_face(identity, f_shot, size, texture=texture, rigid_sheen=sheen)
-            frames.append(domain.camera.capture(_upsample(radiance), rng))
-            boxes.append(box)
-        return frames, boxes
+            frame = domain.camera.capture(_upsample(radiance), rng)
+            seen = sensor.capture(sensor.person(identity, f_shot, rigid)) if sensor else None
+            out.add(frame, box, seen)
+        return out
 
     # Attacks on the victim: the attacker's own capture first, under their light.
     source_rng = np.random.default_rng([*spec.seed_words, 1])
@@ -111,13 +139,14 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
     motions = _hand_motion(config.frames, rng)
     medium_seed = int(rng.integers(2**31))
     if cls == "print":
-        medium = PRINT_MEDIA[choose_instrument(spec)]
+        medium_name = choose_instrument(spec)
+        medium = PRINT_MEDIA[medium_name]
         radiance, src_box = render_face(identity, source_shot, source_size)
         photo = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
         bend = float(rng.uniform(0.3, 1.0))
         show_edge = bool(rng.random() < 0.35 * strength + 0.05)
         for motion in motions:
-            scene, box = print_attack(
+            scene, box, placement = print_attack(
                 photo,
                 src_box,
                 medium,
@@ -129,9 +158,10 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
                 bend,
                 show_edge,
             )
-            frames.append(domain.camera.capture(scene, rng))
-            boxes.append(_scaled(box, 1 / SUPERSAMPLE))
-        return frames, boxes
+            frame = domain.camera.capture(scene, rng)
+            seen = sensor.capture(sensor.printed(photo, medium_name, placement)) if sensor else None
+            out.add(frame, _scaled(box, 1 / SUPERSAMPLE), seen)
+        return out
 
     display = DISPLAYS[choose_instrument(spec)]
     glare = (
@@ -145,7 +175,7 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
     ):
         radiance, src_box = render_face(identity, f_shot, source_size)
         video_frame = SOURCE_CAMERA.capture(_upsample(radiance), source_rng)
-        scene, box = replay_attack(
+        scene, box, placement = replay_attack(
             video_frame,
             src_box,
             display,
@@ -157,9 +187,10 @@ def render_sample(spec: SampleSpec, config: SynthConfig) -> tuple[list[np.ndarra
             glare,
             show_bezel,
         )
-        frames.append(domain.camera.capture(scene, rng))
-        boxes.append(_scaled(box, 1 / SUPERSAMPLE))
-    return frames, boxes
+        frame = domain.camera.capture(scene, rng)
+        seen = sensor.capture(sensor.screen(placement)) if sensor else None
+        out.add(frame, _scaled(box, 1 / SUPERSAMPLE), seen)
+    return out
 
 
 def choose_instrument(spec: SampleSpec) -> str:

@@ -24,6 +24,8 @@ class SynthConfig:
     species: tuple[str, ...] = SPECIES
     difficulty: float = 0.5
     seed: int = 0
+    # Sensors recorded: "rgb" always; "depth" and "ir" add registered frames beside it.
+    modalities: tuple[str, ...] = ("rgb",)
 
     def validate(self) -> None:
         if self.subjects < 3:
@@ -51,6 +53,15 @@ class SynthConfig:
             )
         if len(set(self.domains)) != len(self.domains):
             raise InputError(f"--domains lists a domain twice: {', '.join(self.domains)}")
+        if "rgb" not in self.modalities or any(
+            m not in ("rgb", "depth", "ir") for m in self.modalities
+        ):
+            raise InputError(
+                f"--modalities must list rgb and optionally depth and ir, got "
+                f"{','.join(self.modalities) or 'nothing'}"
+            )
+        if len(set(self.modalities)) != len(self.modalities):
+            raise InputError(f"--modalities lists one twice: {','.join(self.modalities)}")
         bad = [s for s in self.species if s not in SPECIES]
         if bad or not self.species:
             raise InputError(f"unknown or empty species {bad}; choose from {', '.join(SPECIES)}")
@@ -64,7 +75,18 @@ class SynthConfig:
         data = asdict(self)
         data["domains"] = list(self.domains)
         data["species"] = list(self.species)
+        # Written only when depth or NIR are asked for, so RGB-only sets keep the
+        # manifest (and resume check) they had before modalities existed.
+        if self.modalities == ("rgb",):
+            del data["modalities"]
+        else:
+            data["modalities"] = list(self.modalities)
         return data
+
+    @property
+    def sensors(self) -> tuple[str, ...]:
+        """The modalities stored beside the RGB media (depth, ir), in canonical order."""
+        return tuple(m for m in ("depth", "ir") if m in self.modalities)
 
 
 @dataclass(frozen=True)
