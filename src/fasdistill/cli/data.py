@@ -171,6 +171,12 @@ def add_synth(sub: argparse._SubParsersAction) -> None:
         help="0 = strongest attack artefacts .. 1 = faintest",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--modalities",
+        default="rgb",
+        help="sensors to record: rgb, or rgb,depth,ir for registered depth and near-infrared "
+        "frames beside each RGB one (the RGB frames are the same either way)",
+    )
     p.add_argument("--workers", type=int, help="worker processes (default: all usable cores)")
     p.set_defaults(handler=_run_synth, stage="synth")
 
@@ -196,6 +202,7 @@ def _run_synth(args: argparse.Namespace) -> int:
         species=_split_names(args.species),
         difficulty=args.difficulty,
         seed=args.seed,
+        modalities=_split_names(args.modalities),
     )
     config.validate()
     workers = _workers(args.workers)
@@ -255,6 +262,11 @@ def add_prepare(sub: argparse._SubParsersAction) -> None:
         help="context scale(s) times the face box, comma-separated (e.g. 1.0,2.7)",
     )
     p.add_argument("--size", type=int, default=128, help="crop side in pixels")
+    p.add_argument(
+        "--modalities",
+        default="rgb",
+        help="rgb, or rgb,depth,ir on multi-modal sets: one crop per modality, same box",
+    )
     p.add_argument("--workers", type=int, help="worker processes (default: all usable cores)")
     p.set_defaults(handler=_run_prepare, stage="prepare")
 
@@ -282,6 +294,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
         boxes=args.boxes,
         scales=scales,
         size=args.size,
+        modalities=_split_names(args.modalities),
     )
     workers = _workers(args.workers)
     console = Console()

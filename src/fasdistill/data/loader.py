@@ -114,7 +114,7 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
     if flipped:
         image = image[:, ::-1]
     view = int(flipped) if keeps_geometry(augment) and side == h == w else -1
-    image = resize_square(np.ascontiguousarray(image), size)
+    image = _resize_planes(np.ascontiguousarray(image), size)
     if augment.colour_jitter > 0:
         j = augment.colour_jitter
         brightness, contrast = (1 + j * (2 * torch.rand(2) - 1)).tolist()
@@ -122,7 +122,14 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
         image = np.clip((image.astype(np.float32) - mean) * contrast + mean * brightness, 0, 255)
         image = image.astype(np.uint8)
     if augment.blur > 0 and float(torch.rand(())) < augment.blur:
-        image = cv2.GaussianBlur(image, (0, 0), 0.5 + 0.5 * float(torch.rand(())))
+        sigma = 0.5 + 0.5 * float(torch.rand(()))
+        image = np.concatenate(
+            [
+                cv2.GaussianBlur(image[..., k : k + 4], (0, 0), sigma).reshape(*image.shape[:2], -1)
+                for k in range(0, image.shape[2], 4)
+            ],
+            axis=2,
+        )
     return image, view
 
 
@@ -137,10 +144,15 @@ def is_view_only(augment: AugmentConfig) -> bool:
 
 
 def to_tensor(image_rgb: np.ndarray) -> torch.Tensor:
-    """uint8 HWC RGB -> normalised float CHW (the preprocessing every model is trained with)."""
+    """uint8 HWC RGB -> normalised float CHW (the preprocessing every model is trained with).
+
+    Extra channels (depth, NIR stacked after RGB) are normalised like the colour ones.
+    """
     x = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
+    if x.shape[0] != 3:
+        mean, std = mean[:1], std[:1]  # the same value for every channel
     return (x - mean) / std
 
 
@@ -170,8 +182,13 @@ class CropDataset(Dataset):
         input_size: int,
         train: bool = False,
         augment: AugmentConfig | None = None,
+        modalities: tuple[str, ...] = ("rgb",),
     ) -> None:
         self.index = index
+        # Channels stacked in this order: RGB, then one per extra modality (depth, ir),
+        # each read from the registered crop ``prepare`` cut with the same box.
+        self.modalities = tuple(modalities)
+        self.extra = [m for m in self.modalities if m != "rgb"]
         self.split = split
         self.rows = index.split(split)
         self.input_size = input_size
@@ -180,22 +197,54 @@ class CropDataset(Dataset):
         self.labels = [index.label_of(r) for r in self.rows]
         if not self.rows:
             raise InputError(f"{index.root / 'index.csv'}: no {split!r} crops")
+        if self.modalities[:1] != ("rgb",):
+            raise InputError(f"modalities must start with rgb, got {self.modalities}")
+        for m in self.extra:
+            if not all(r.get(f"{m}_path") for r in self.rows):
+                raise InputError(
+                    f"{index.root / 'index.csv'}: {split} crops without {m} (prepare the set "
+                    f"with --modalities rgb,{','.join(self.extra)} from a dataset that records it)"
+                )
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
-        row = self.rows[i]
-        path = self.index.root / row["crop_path"]
+    def _read(self, relative: str) -> np.ndarray:
+        path = self.index.root / relative
         read = read_image(path)  # header first: a replaced crop cannot blow up memory
         if read.image is None:
             raise InputError(
                 f"{path}: cannot read crop, {read.status} (listed in "
                 f"{self.index.root / 'index.csv'})"
             )
+        return read.image
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
+        row = self.rows[i]
+        image = self._read(row["crop_path"])
+        if not self.extra:
+            if not self.train:
+                return model_input(image, self.input_size), self.labels[i], i, 0
+            rgb, view = _augment(
+                cv2.cvtColor(image, cv2.COLOR_BGR2RGB), self.input_size, self.augment
+            )
+            return to_tensor(rgb), self.labels[i], i, view
+        planes = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB)]
+        for m in self.extra:
+            planes.append(cv2.cvtColor(self._read(row[f"{m}_path"]), cv2.COLOR_BGR2GRAY)[..., None])
+        stacked = np.concatenate(planes, axis=2)  # every modality augmented alike
         if not self.train:
-            return model_input(read.image, self.input_size), self.labels[i], i, 0
-        image, view = _augment(
-            cv2.cvtColor(read.image, cv2.COLOR_BGR2RGB), self.input_size, self.augment
-        )
-        return to_tensor(image), self.labels[i], i, view
+            if stacked.shape[0] != self.input_size or stacked.shape[1] != self.input_size:
+                stacked = _resize_planes(stacked, self.input_size)
+            return to_tensor(stacked), self.labels[i], i, 0
+        stacked, view = _augment(stacked, self.input_size, self.augment)
+        return to_tensor(stacked), self.labels[i], i, view
+
+
+def _resize_planes(image: np.ndarray, size: int) -> np.ndarray:
+    """:func:`resize_square` for any number of channels (OpenCV resizes at most 4 at once)."""
+    parts = [
+        resize_square(np.ascontiguousarray(image[..., k : k + 4]), size)
+        for k in range(0, image.shape[2], 4)
+    ]
+    return np.concatenate([p if p.ndim == 3 else p[..., None] for p in parts], axis=2)

@@ -40,7 +40,7 @@ import numpy as np
 from fasdistill import __version__
 from fasdistill.data.crops import square_crop
 from fasdistill.data.formats import DatasetAdapter, Sample, get_adapter
-from fasdistill.data.formats.base import Box
+from fasdistill.data.formats.base import MODALITIES, Box
 from fasdistill.data.imageio import read_image
 from fasdistill.data.video import FramesTooLarge, read_frames
 from fasdistill.errors import InputError
@@ -66,6 +66,8 @@ INDEX_COLUMNS = (
     "det_score",
     "status",
     "source_path",
+    "depth_path",  # multi-modal sets: the registered crops of the same box (else empty)
+    "ir_path",
 )
 BOX_MODES = ("auto", "annotation", "detector")
 FORMAT_VERSION = 1
@@ -84,6 +86,8 @@ class PrepareConfig:
     boxes: str = "auto"  # auto: dataset boxes, else detector; annotation | detector: only those
     scales: tuple[float, ...] = (1.5,)
     size: int = 128
+    # rgb, plus depth and/or ir on multi-modal sets: one aligned crop per modality.
+    modalities: tuple[str, ...] = ("rgb",)
 
     def validate(self) -> None:
         if self.frames is not None and self.every is not None:
@@ -100,10 +104,24 @@ class PrepareConfig:
             raise InputError(f"--scale lists a value twice: {self.scales}")
         if not 16 <= self.size <= 1024:
             raise InputError(f"--size must lie in [16, 1024] pixels, got {self.size}")
+        if "rgb" not in self.modalities or not set(self.modalities) <= set(MODALITIES):
+            raise InputError(
+                f"--modalities must list rgb and optionally depth and ir, got "
+                f"{','.join(self.modalities) or 'nothing'}"
+            )
+
+    @property
+    def extra_modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in ("depth", "ir") if m in self.modalities)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["scales"] = list(self.scales)
+        # RGB-only sets keep the settings (and resume check) they had before modalities.
+        if self.extra_modalities:
+            data["modalities"] = ["rgb", *self.extra_modalities]
+        else:
+            del data["modalities"]
         return data
 
 
@@ -130,7 +148,18 @@ class _Worker:
     def process(self, sample: Sample) -> list[dict[str, str]]:
         """Crop one sample; every outcome, good or bad, becomes index rows."""
         config = self.config
-        if sample.media == "image":
+        if type(self.adapter).read_frames is not DatasetAdapter.read_frames:
+            try:  # media that are not single files (frame folders, HDF5 recordings)
+                frames, missing = self.adapter.read_frames(
+                    sample, "rgb", config.frames, config.every
+                )
+            except FramesTooLarge:
+                return [_row(sample, -1, status="image_too_large")]
+            except InputError:
+                return [_row(sample, -1, status=f"unreadable_{sample.media}")]
+            if not frames and not missing:
+                return [_row(sample, -1, status="empty_video")]
+        elif sample.media == "image":
             # Header first: a decompression bomb is refused before any pixel is decoded.
             read = read_image(sample.path)
             if read.image is None:
@@ -154,9 +183,30 @@ class _Worker:
             return [_row(sample, -1, status="bad_annotation")]
         size = self.adapter.annotation_frame_size(sample)
         rows = [_row(sample, index, status="unreadable_frame") for index in missing]
+        extra = self._modality_frames(sample)
         for index, frame in frames:
-            rows.extend(self._crop_frame(sample, index, frame, annotations, size))
+            registered = {m: extra[m].get(index) for m in extra}
+            rows.extend(self._crop_frame(sample, index, frame, annotations, size, registered))
         return rows
+
+    def _modality_frames(self, sample: Sample) -> dict[str, dict[int, np.ndarray]]:
+        """{modality: {frame index: single-channel image}} of the extra modalities asked for
+        (an unreadable file gives an empty dict: its frames' rows say ``missing_<modality>``)."""
+        out: dict[str, dict[int, np.ndarray]] = {}
+        for name in self.config.extra_modalities:
+            if sample.modality_path(name) is None:
+                out[name] = {}
+                continue
+            try:
+                frames, _ = self.adapter.read_frames(
+                    sample, name, self.config.frames, self.config.every
+                )
+            except InputError:
+                frames = []
+            out[name] = {
+                i: f if f.ndim == 2 else cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for i, f in frames
+            }
+        return out
 
     def _crop_frame(
         self,
@@ -165,8 +215,15 @@ class _Worker:
         frame: np.ndarray,
         annotations: dict[int, Box] | None,
         size: tuple[int, int] | None = None,
+        registered: dict[str, np.ndarray | None] | None = None,
     ) -> list[dict[str, str]]:
         config = self.config
+        registered = registered or {}
+        for name, image in registered.items():
+            if image is None:
+                return [_row(sample, index, status=f"missing_{name}")]
+            if image.shape[:2] != frame.shape[:2]:
+                return [_row(sample, index, status=f"{name}_size_mismatch")]
         box: Box | None = None
         source, score = "", ""
         # A box refers to frames of one size (and orientation): on another it would cut elsewhere.
@@ -189,10 +246,15 @@ class _Worker:
                 rows.append(_row(sample, index, status="bad_box", box=box, box_source=source))
                 continue
             relative = _crop_path(sample, index, scale)
-            ok, png = cv2.imencode(".png", crop)
-            if not ok:
-                raise RuntimeError(f"OpenCV could not PNG-encode a crop of {sample.path}")
-            atomic_write_bytes(self.out / relative, png.tobytes())
+            paths = {}
+            for name, image in registered.items():  # the same box: registered crops
+                paths[f"{name}_path"] = relative[: -len(".png")] + f".{name}.png"
+                _write_png(
+                    self.out / paths[f"{name}_path"],
+                    square_crop(image, box, scale, config.size),
+                    sample,
+                )
+            _write_png(self.out / relative, crop, sample)
             rows.append(
                 _row(
                     sample,
@@ -203,9 +265,17 @@ class _Worker:
                     box=box,
                     box_source=source,
                     det_score=score,
+                    **paths,
                 )
             )
         return rows
+
+
+def _write_png(path: Path, image: np.ndarray, sample: Sample) -> None:
+    ok, png = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError(f"OpenCV could not PNG-encode a crop of {sample.path}")
+    atomic_write_bytes(path, png.tobytes())
 
 
 def _safe(name: str) -> str:
@@ -229,6 +299,8 @@ def _row(
     box: Box | None = None,
     box_source: str = "",
     det_score: str = "",
+    depth_path: str = "",
+    ir_path: str = "",
 ) -> dict[str, str]:
     x, y, w, h = (f"{v:.1f}" for v in box) if box is not None else ("", "", "", "")
     return {
@@ -251,6 +323,8 @@ def _row(
         "det_score": det_score,
         "status": status,
         "source_path": sample.path,
+        "depth_path": depth_path,
+        "ir_path": ir_path,
     }
 
 
@@ -318,6 +392,12 @@ def prepare(
     adapter = get_adapter(config.dataset, config.root)
     protocol = config.protocol or adapter.default_protocol
     samples = adapter.protocol(protocol)
+    lacking = [m for m in config.modalities if m not in adapter.modalities]
+    if lacking:
+        raise InputError(
+            f"{config.dataset} under {config.root} has no {', '.join(lacking)} frames "
+            f"(it records {', '.join(adapter.modalities)})"
+        )
     if not samples:
         raise InputError(
             f"{config.dataset} protocol {protocol!r} under {config.root} has no samples"

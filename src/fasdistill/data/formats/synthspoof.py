@@ -5,6 +5,8 @@ Layout::
     ROOT/samples.csv                         one row per sample
     ROOT/media/<domain>/<subject>/<id>.png|.avi
     ROOT/media/<domain>/<subject>/<id>.boxes.csv   frame,x,y,w,h
+    ROOT/media/<domain>/<subject>/<id>.depth.png|.avi, <id>.ir.png|.avi
+                                             (sets made with --modalities rgb,depth,ir)
     ROOT/protocols/<name>.csv                sample_id,split
 
 Records come from ``samples.csv`` and protocols from the manifests the
@@ -130,6 +132,8 @@ class SynthSpoofDataset(DatasetAdapter):
             if absent:
                 raise InputError(f"{path}: missing column(s) {', '.join(absent)}")
             rows = list(enumerate(reader, start=2))
+            sensors = [m for m in ("depth", "ir") if f"{m}_path" in (reader.fieldnames or [])]
+        self.modalities = ("rgb", *sensors)  # per instance: what this set recorded
         out = []
         boxes: dict[str, str] = {}
         referenced: set[str] = set()
@@ -146,6 +150,7 @@ class SynthSpoofDataset(DatasetAdapter):
                 raise InputError(f"{path}:{line}: sample_id {row['sample_id']!r} repeated")
             boxes[row["sample_id"]] = row["boxes_path"]
             referenced.update((row["path"], row["boxes_path"]))
+            referenced.update(row[f"{m}_path"] for m in sensors)
             out.append(
                 Sample(
                     sample_id=row["sample_id"],
@@ -156,9 +161,17 @@ class SynthSpoofDataset(DatasetAdapter):
                     subject=row["subject"],
                     device=row["instrument"],
                     domain=row["domain"],
+                    modalities=tuple(
+                        (m, str((self.root / row[f"{m}_path"]).absolute())) for m in sensors
+                    ),
                 )
             )
-        missing = [s.path for s in out if not Path(s.path).exists()]
+        missing = [
+            path
+            for s in out
+            for path in (s.path, *dict(s.modalities).values())
+            if not Path(path).exists()
+        ]
         if missing:
             raise ProtocolError(self.name, self.default_protocol, self.root, missing)
         self.skipped = sorted(
