@@ -34,6 +34,11 @@ class ModelConfig(_Section):
     aux: list[Literal["pixel", "fourier"]] = Field(default_factory=list)
     # The architecture string of a model family (searchnet: ``fasdistill search``'s students)
     arch: str | None = None
+    # Sensors the model reads (rgb, depth, ir; channels stacked in that order), how a
+    # multi-modal model fuses them, and the training-only chance of dropping each one.
+    modalities: list[Literal["rgb", "depth", "ir"]] = Field(default_factory=lambda: ["rgb"])
+    fusion: Literal["early", "late"] = "early"
+    modality_dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
 class AugmentConfig(_Section):

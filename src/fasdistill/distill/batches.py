@@ -33,15 +33,18 @@ def binary_logits_from_probability(p: Tensor, eps: float = 1e-6) -> Tensor:
     return torch.stack([p.log(), (1.0 - p).log()], dim=1)
 
 
-def probe_batch(size: int, device: torch.device | None = None) -> Tensor:
+def probe_batch(size: int, device: torch.device | None = None, channels_: int = 3) -> Tensor:
     """Two images at ``size`` normalised like the loader: mid-grey, and seeded noise.
 
     The noise has its own generator, so loading a teacher draws nothing from the
     global RNG and a run trains (and resumes) exactly as it would without the probe.
+    (``channels_`` > 3: a multi-modal model's input, every channel normalised alike.)
     """
-    pixels = torch.rand(PROBE_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+    pixels = torch.rand(
+        PROBE_BATCH, channels_, size, size, generator=torch.Generator().manual_seed(0)
+    )
     pixels[0] = 0.5
-    return ((pixels - channels(MEAN)) / channels(STD)).to(device or torch.device("cpu"))
+    return ((pixels - MEAN[0]) / STD[0]).to(device or torch.device("cpu"))
 
 
 def channels(values: Any) -> Tensor:

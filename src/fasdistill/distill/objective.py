@@ -25,6 +25,7 @@ from fasdistill.distill.teachers import load_teacher
 from fasdistill.engine.objective import Batch, Objective, supervised_terms
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel
+from fasdistill.models.multimodal import channel_count, check_modalities, select
 
 SUPERVISED_TERMS = ("ce", "pixel", "fourier")
 
@@ -49,16 +50,18 @@ class DistillModule(nn.Module):
         taps: FeatureTaps,
         wanted: dict[str, tuple[str, int]],
         adapters: dict[str, nn.Module],
+        layout: tuple[str, ...] = ("rgb",),
     ) -> None:
         super().__init__()
         self.student = student
+        self.layout = layout  # what a batch stacks; the student reads its own channels
         self.adapters = nn.ModuleDict(adapters)
         self._taps = taps
         self._wanted = wanted  # term name -> (student module path, call)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         self._taps.clear()
-        out = dict(self.student.forward_train(images))
+        out = dict(self.student.forward_train(select(images, self.layout, self.student.modalities)))
         for name, (path, call) in self._wanted.items():
             feature = self._taps.get(name, path, call)
             if name in self.adapters:
@@ -91,6 +94,10 @@ class Distilled(Objective):
             for i, t in enumerate(self.spec.teacher)
         ]
         self._check_terms(index.classes)
+        # A batch stacks every modality the student or a teacher reads (canonical order):
+        # a depth + NIR teacher teaches an RGB student from the same registered crops.
+        wanted = {m for t in self.teachers for m in t.modalities} | set(model.modalities)
+        self.layout = check_modalities(sorted(wanted))
         # Teachers with only bona fide vs attack outputs are matched by reducing the student.
         self.reduce = [t.classes != tuple(index.classes) for t in self.teachers]
         feature_terms = {
@@ -114,6 +121,7 @@ class Distilled(Objective):
             student_taps,
             {n: (t.student, t.student_call) for n, t in feature_terms.items()},
             adapters,
+            self.layout,
         ).to(device)
         self.cache: dict[str, Tensor] | None = None
 
@@ -160,13 +168,13 @@ class Distilled(Objective):
         needs = {n: t for n, t in terms.items() if t.adapted}
         if not needs:
             return {}
-        dummy = torch.zeros(2, 3, input_size, input_size, device=device)
+        dummy = torch.zeros(2, channel_count(self.layout), input_size, input_size, device=device)
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                model.forward_train(dummy)
-                self.teachers[0].outputs(dummy)
+                model.forward_train(select(dummy, self.layout, model.modalities))
+                self.teachers[0].outputs(select(dummy, self.layout, self.teachers[0].modalities))
             adapters = {}
             for name, term in needs.items():
                 s = taps.get(self._where(name), term.student, term.student_call)
@@ -196,7 +204,7 @@ class Distilled(Objective):
         if not self.spec.cache:
             return
         plain = {
-            size: CropDataset(train_set.index, train_set.split, size)
+            size: CropDataset(train_set.index, train_set.split, size, modalities=self.layout)
             for size in {t.input_size for t in self.teachers}
         }
         parts: dict[str, list[Tensor]] = {}
@@ -224,7 +232,13 @@ class Distilled(Objective):
         the same crops read at each teacher's input size, keyed by that size.
         """
         outputs = [
-            t.outputs(images[t.input_size] if isinstance(images, dict) else images)
+            t.outputs(
+                select(
+                    images[t.input_size] if isinstance(images, dict) else images,
+                    self.layout,
+                    t.modalities,
+                )
+            )
             for t in self.teachers
         ]
         if self.teacher_taps is not None:
@@ -267,6 +281,10 @@ class Distilled(Objective):
         return terms
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.layout
 
     def state_dict(self) -> dict[str, Any]:
         return {"adapters": self.module.adapters.state_dict()}

@@ -44,6 +44,7 @@ from fasdistill.distill.batches import (
 from fasdistill.engine.checkpoint import load_deployable_state
 from fasdistill.errors import InputError
 from fasdistill.models import FASModel, build_model, model_kwargs
+from fasdistill.models.multimodal import channel_count
 from fasdistill.utils.hashing import sha256_file
 from fasdistill.utils.text import one_line
 
@@ -60,6 +61,7 @@ class Teacher(abc.ABC):
     classes: tuple[str, ...]
     input_size: int
     has_pixel: bool
+    modalities: tuple[str, ...] = ("rgb",)  # what it reads (channels stacked in this order)
 
     @property
     def module(self) -> nn.Module | None:
@@ -164,8 +166,9 @@ class TorchTeacher(Teacher):
                 f"{len(self.classes)} classes {list(self.classes)} ({one_line(error, 200)})"
             ) from None
         self.has_pixel = "pixel" in aux
+        self.modalities = net.modalities
         self.frozen = _FrozenNet(net, bn_train).to(device)
-        batch = probe_batch(probe_size or self.input_size, device)
+        batch = probe_batch(probe_size or self.input_size, device, channel_count(self.modalities))
         try:
             out = self.outputs(batch)
         except RuntimeError as error:

@@ -78,8 +78,9 @@ def evaluate_checkpoint(
     model, meta = load_deployable(path)
     model.to(device)
     size = int(meta["input_size"])
-    dev = score_split(model, CropDataset(index, "dev", size), device, 128, 0)
-    test = score_split(model, CropDataset(index, "test", size), device, 128, 0)
+    mods = model.modalities
+    dev = score_split(model, CropDataset(index, "dev", size, modalities=mods), device, 128, 0)
+    test = score_split(model, CropDataset(index, "test", size, modalities=mods), device, 128, 0)
     level = meta.get("threshold_level", "frame")
     options = EvalOptions(criterion="eer", level=level, bootstrap=bootstrap)
     return evaluate(dev, test, options).report

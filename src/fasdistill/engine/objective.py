@@ -22,6 +22,7 @@ from fasdistill.config import RunConfig
 from fasdistill.data.loader import CropDataset
 from fasdistill.models import FASModel
 from fasdistill.models.heads import fourier_target, pixel_map_target
+from fasdistill.models.multimodal import select
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class Objective(abc.ABC):
 
     model: FASModel  # the student: what is selected on dev and saved as best.pt
     module: nn.Module  # what trains: forward(images) -> dict of outputs
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """What a training batch stacks (the student's, plus what its teachers read)."""
+        return self.model.modalities
 
     @abc.abstractmethod
     def losses(self, out: dict[str, Tensor], batch: Batch, epoch: float) -> dict[str, Tensor]:
@@ -63,14 +69,18 @@ class Objective(abc.ABC):
 
 
 class TrainView(nn.Module):
-    """The model with ``forward_train`` as its forward, so DDP's hooks wrap the training path."""
+    """The model with ``forward_train`` as its forward, so DDP's hooks wrap the training path.
 
-    def __init__(self, model: FASModel) -> None:
+    ``layout``: the modalities a batch stacks; the model gets only its own channels.
+    """
+
+    def __init__(self, model: FASModel, layout: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.model = model
+        self.layout = layout or model.modalities
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        return self.model.forward_train(images)
+        return self.model.forward_train(select(images, self.layout, self.model.modalities))
 
 
 def supervised_terms(

@@ -138,8 +138,15 @@ def _fit(
 ) -> TrainResult:
     device = info.device
     model = objective.model
-    train_set = CropDataset(index, "train", input_size, train=True, augment=config.data.augment)
-    dev_set = CropDataset(index, "dev", input_size)
+    train_set = CropDataset(
+        index,
+        "train",
+        input_size,
+        train=True,
+        augment=config.data.augment,
+        modalities=objective.modalities,
+    )
+    dev_set = CropDataset(index, "dev", input_size, modalities=model.modalities)
     per_rank_batch = config.data.batch_size // info.world_size
     sampler = DistributedSampler(
         train_set,

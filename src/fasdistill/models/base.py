@@ -95,19 +95,29 @@ class _ModelInfo(nn.Module):
     role: str
     input_size: int
     num_classes: int
+    modalities: tuple[str, ...] = ("rgb",)  # the input's sensors, channels stacked in this order
 
-    def _set_info(self, name: str, role: str, input_size: int, num_classes: int) -> None:
+    def _set_info(
+        self,
+        name: str,
+        role: str,
+        input_size: int,
+        num_classes: int,
+        modalities: tuple[str, ...] = ("rgb",),
+    ) -> None:
         if role not in ROLES:
             raise InputError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         self.name = name
         self.role = role
         self.input_size = input_size
         self.num_classes = num_classes
+        self.modalities = tuple(modalities)
 
     def extra_repr(self) -> str:
+        extra = "" if self.modalities == ("rgb",) else f", modalities={self.modalities}"
         return (
             f"name={self.name!r}, role={self.role!r}, input_size={self.input_size}, "
-            f"num_classes={self.num_classes}"
+            f"num_classes={self.num_classes}{extra}"
         )
 
 
@@ -128,11 +138,12 @@ class DeployableFAS(_ModelInfo):
         role: str,
         input_size: int,
         num_classes: int,
+        modalities: tuple[str, ...] = ("rgb",),
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
-        self._set_info(name, role, input_size, num_classes)
+        self._set_info(name, role, input_size, num_classes, modalities)
 
     def forward(self, x: Tensor) -> Tensor:
         """Images (N, 3, H, W) -> logits (N, num_classes); class 0 is bona fide."""
@@ -157,6 +168,7 @@ class FASModel(_ModelInfo):
         role: str,
         input_size: int,
         num_classes: int,
+        modalities: tuple[str, ...] = ("rgb",),
     ) -> None:
         super().__init__()
         aux = dict(aux or {})
@@ -166,7 +178,7 @@ class FASModel(_ModelInfo):
         self.backbone = backbone
         self.head = head
         self.aux = nn.ModuleDict(aux)
-        self._set_info(name, role, input_size, num_classes)
+        self._set_info(name, role, input_size, num_classes, modalities)
 
     @property
     def feature_channels(self) -> int:
@@ -194,6 +206,7 @@ class FASModel(_ModelInfo):
             role=self.role,
             input_size=self.input_size,
             num_classes=self.num_classes,
+            modalities=self.modalities,
         )
 
 

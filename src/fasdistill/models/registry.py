@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fasdistill.errors import InputError
 from fasdistill.models.base import ROLES, FASModel, init_weights
 from fasdistill.models.heads import make_aux_head
+from fasdistill.models.multimodal import MultiModalBackbone, channel_count, check_modalities
 
 Builder = Callable[..., tuple[nn.Module, nn.Module]]
 
@@ -79,14 +80,19 @@ def build_model(
     *,
     dropout: float | None = None,
     input_size: int | None = None,
+    modalities: Sequence[str] = ("rgb",),
+    fusion: str = "early",
+    modality_dropout: float = 0.0,
     **kwargs: object,
 ) -> FASModel:
     """Build model ``name`` with ``num_classes`` outputs (class 0 = bona fide).
 
     ``aux`` names training-only heads (``"pixel"``, ``"fourier"``); ``dropout`` and
     ``input_size`` override the spec's defaults (``input_size`` is metadata: the
-    intended square input, stored with checkpoints; any size runs). Other keyword
-    arguments go to the model's builder.
+    intended square input, stored with checkpoints; any size runs). ``modalities``
+    other than RGB alone wrap the backbone in a
+    :class:`~fasdistill.models.multimodal.MultiModalBackbone` (``fusion``,
+    ``modality_dropout``). Other keyword arguments go to the model's builder.
     """
     spec = get_spec(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -108,6 +114,18 @@ def build_model(
     except TypeError as exc:
         raise InputError(f"model {name!r}: bad keyword argument ({exc})") from exc
     backbone, head = spec.builder(num_classes=num_classes, dropout=dropout, **kwargs)
+    modalities = check_modalities(modalities, f"model {name!r}: modalities")
+    if modalities != ("rgb",):
+        first = backbone
+
+        def make() -> nn.Module:
+            nonlocal first
+            if first is not None:
+                made, first = first, None
+                return made
+            return spec.builder(num_classes=num_classes, dropout=dropout, **kwargs)[0]
+
+        backbone = MultiModalBackbone(make, modalities, fusion, modality_dropout)
     aux_heads = {aux_name: make_aux_head(aux_name, backbone.out_channels) for aux_name in aux}
     model = FASModel(
         backbone,
@@ -117,6 +135,7 @@ def build_model(
         role=spec.role,
         input_size=input_size,
         num_classes=num_classes,
+        modalities=modalities,
     )
     init_weights(model)
     return model
@@ -125,10 +144,19 @@ def build_model(
 def model_kwargs(meta: dict[str, object]) -> dict[str, object]:
     """The builder arguments a checkpoint's metadata (or a recipe's model section) records.
 
-    Only SearchNet takes one today: its architecture string ``arch``.
+    SearchNet's architecture string ``arch``; a multi-modal model's ``modalities`` and
+    ``fusion`` (and, from a recipe, ``modality_dropout``). RGB-only models record none.
     """
-    arch = meta.get("arch")
-    return {} if arch is None else {"arch": arch}
+    out: dict[str, object] = {}
+    if meta.get("arch") is not None:
+        out["arch"] = meta["arch"]
+    modalities = meta.get("modalities")
+    if modalities is not None and list(modalities) != ["rgb"]:  # type: ignore[call-overload]
+        out["modalities"] = list(modalities)  # type: ignore[call-overload]
+        out["fusion"] = meta.get("fusion", "early")
+        if meta.get("modality_dropout"):
+            out["modality_dropout"] = meta["modality_dropout"]
+    return out
 
 
 def count_params(module: nn.Module) -> int:
@@ -137,7 +165,7 @@ def count_params(module: nn.Module) -> int:
 
 
 def count_macs(module: nn.Module, input_size: int) -> int:
-    """Multiply-accumulates of one forward on a (1, 3, s, s) input: FLOPs / 2.
+    """Multiply-accumulates of one forward on a (1, C, s, s) input (C: its modalities' channels).
 
     Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (convs, matmuls; not
     norms, activations or pooling) in eval mode under ``no_grad``. For a
@@ -148,7 +176,8 @@ def count_macs(module: nn.Module, input_size: int) -> int:
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
-    x = torch.zeros(1, 3, input_size, input_size, device=device, dtype=dtype)
+    channels = channel_count(getattr(module, "modalities", ("rgb",)))
+    x = torch.zeros(1, channels, input_size, input_size, device=device, dtype=dtype)
     was_training = module.training
     module.eval()
     try:

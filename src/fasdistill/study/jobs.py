@@ -44,12 +44,18 @@ def prepare_data(
 
         synth = out / "synth"
         s = data.synthspoof
-        config = SynthConfig(subjects=s.subjects, size=s.size, difficulty=s.difficulty, seed=s.seed)
+        config = SynthConfig(
+            subjects=s.subjects,
+            size=s.size,
+            difficulty=s.difficulty,
+            seed=s.seed,
+            modalities=tuple(s.modalities),
+        )
         generate(synth, config, workers=workers)
         dataset, source, extra = (
             "synthspoof",
             str(synth),
-            {"detector": s.detector, "boxes": s.boxes},
+            {"detector": s.detector, "boxes": s.boxes, "modalities": tuple(s.modalities)},
         )
     else:
         assert data.dataset is not None
@@ -58,6 +64,7 @@ def prepare_data(
         dataset = d.name
         extra = {"frames": d.frames, "detector": d.detector, "boxes": d.boxes}
         extra["scales"] = tuple(d.scales)
+        extra["modalities"] = tuple(d.modalities)
     indexes = {}
     for p in protocols:
         crops = out / f"crops_{p}"

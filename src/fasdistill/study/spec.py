@@ -41,6 +41,8 @@ class SynthData(Section):
     # training crops are cut as prediction on camera frames will cut them.
     boxes: str = "auto"
     detector: str = "blazeface"
+    # Sensors to render and crop: [rgb] or [rgb, depth, ir] (registered depth and NIR).
+    modalities: list[str] = Field(default_factory=lambda: ["rgb"])
 
 
 class DatasetData(Section):
@@ -52,6 +54,7 @@ class DatasetData(Section):
     detector: str = "blazeface"
     boxes: str = "auto"
     scales: list[float] = Field(default_factory=lambda: [1.5])
+    modalities: list[str] = Field(default_factory=lambda: ["rgb"])  # multi-modal sets: + depth, ir
 
 
 class DataSpec(Section):
