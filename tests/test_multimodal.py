@@ -202,10 +202,14 @@ def test_multimodal_models_fuse_and_drop_modalities(fusion: str) -> None:
     x = torch.randn(6, 5, 16, 16)
     model.eval()
     assert model(x).shape == (6, 3)
-    # A modality that is dropped for every sample changes nothing when it changes.
-    backbone = model.backbone
     if fusion == "late":
-        assert set(backbone.branches) == set(MODALITIES)
+        assert set(model.backbone.branches) == set(MODALITIES)
+    # Training mode drops modalities at random: the same batch gives other logits.
+    model.train()
+    torch.manual_seed(1)
+    first = model(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(first, model(x))
     assert count_macs(model.deployable(), 16) > 0
     with pytest.raises(InputError, match="5 channels"):
         model(torch.randn(2, 3, 16, 16))
@@ -232,36 +236,90 @@ def test_early_fusion_widens_only_the_first_convolution() -> None:
 
 
 def _train(crops: Path, out: Path, recipe: str, *overrides: str) -> Path:
-    common = ["train.epochs=1", "data.input_size=16", "data.batch_size=8", "data.workers=0"]
+    common = ["train.epochs=1", "train.min_steps=2", "data.input_size=16", "data.batch_size=8"]
+    common.append("data.workers=0")
     args = ["train", "--recipe", recipe, "--data", str(crops), "--out", str(out)]
     assert main([*args, "--no-progress", *common, *overrides]) == 0
     return out / "checkpoints" / "best.pt"
 
 
-def test_a_multimodal_teacher_teaches_an_rgb_only_student(mm_crops: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mm_runs(mm_crops: Path) -> dict[str, Path]:
+    """A late-fusion RGB + depth + NIR teacher, the RGB student it taught, an RGB + NIR one."""
+    root = mm_crops.parent / "runs"
     teacher = _train(
         mm_crops,
-        tmp_path / "teacher",
+        root / "teacher",
         "smoke",
         "model.modalities=[rgb,depth,ir]",
         "model.fusion=late",
         "model.modality_dropout=0.3",
     )
-    meta = load_checkpoint(teacher)["meta"]
-    assert meta["modalities"] == list(MODALITIES) and meta["fusion"] == "late"
     student = _train(
         mm_crops,
-        tmp_path / "student",
+        root / "student",
         "distill_crossmodal",
         f"distill.teacher={teacher}",
         "model.name=smoke-cnn",
         "model.aux=[]",
     )
-    assert "modalities" not in load_checkpoint(student)["meta"]  # the student's file: RGB only
-    rgbir = _train(mm_crops, tmp_path / "rgbir", "smoke", "model.modalities=[rgb,ir]")
-    assert load_checkpoint(rgbir)["meta"]["modalities"] == ["rgb", "ir"]
-    report = evaluate_checkpoint(rgbir, read_crop_index(mm_crops))
+    rgbir = _train(mm_crops, root / "rgbir", "smoke", "model.modalities=[rgb,ir]")
+    return {"teacher": teacher, "student": student, "rgbir": rgbir}
+
+
+def test_a_multimodal_teacher_teaches_an_rgb_only_student(
+    mm_runs: dict[str, Path], mm_crops: Path
+) -> None:
+    meta = load_checkpoint(mm_runs["teacher"])["meta"]
+    assert meta["modalities"] == list(MODALITIES) and meta["fusion"] == "late"
+    student = load_checkpoint(mm_runs["student"])["meta"]
+    assert "modalities" not in student  # the student's file is RGB-only
+    assert str(mm_runs["teacher"]) in student["recipe"]  # taught by the fused teacher
+    assert load_checkpoint(mm_runs["rgbir"])["meta"]["modalities"] == ["rgb", "ir"]
+    report = evaluate_checkpoint(mm_runs["rgbir"], read_crop_index(mm_crops))
     assert 0.0 <= report["test"]["acer"] <= 1.0
+
+
+def test_export_and_prediction_refuse_a_multimodal_model(
+    mm_runs: dict[str, Path], mm_crops: Path, tmp_path: Path
+) -> None:
+    from fasdistill.export.pipeline import prepare_export
+    from fasdistill.infer.model_file import open_model
+
+    for run in ("teacher", "rgbir"):
+        with pytest.raises(InputError, match="export takes RGB frames only"):
+            prepare_export(mm_runs[run], mm_crops, tmp_path / run)
+        with pytest.raises(InputError, match="prediction takes RGB frames only"):
+            open_model(mm_runs[run])
+        assert not (tmp_path / run).exists()
+    assert open_model(mm_runs["student"]).kind == "pytorch"
+
+
+def test_swap_gives_the_multimodal_teacher_a_row_with_its_sensors(
+    mm_runs: dict[str, Path], mm_crops: Path, tmp_path: Path
+) -> None:
+    from fasdistill.swap.measure import run_swap
+    from fasdistill.swap.options import SwapOptions
+    from fasdistill.swap.report import markdown
+
+    options = SwapOptions(
+        runtimes=("pytorch", "onnx"),
+        latency_runs=2,
+        latency_seconds=0.0,
+        latency_max_seconds=2.0,
+        bootstrap=0,
+    )
+    models = [mm_runs["teacher"], mm_runs["student"]]
+    swap = run_swap(models, mm_crops / "index.csv", tmp_path, options, log=lambda _: None)
+    teacher = swap["models"][0]
+    assert teacher["modalities"] == list(MODALITIES)
+    assert "onnx" in teacher["not_run"] and "pytorch" in teacher["latency"]
+    assert {e["modality"] for e in teacher["sensors"]["extra"]} == {"depth", "ir"}
+    assert "sensors" not in swap["models"][1]
+    text = markdown(swap)
+    assert "Sensors beyond the RGB camera" in text and "public figure" in text
+    with pytest.raises(InputError, match="add pytorch"):
+        run_swap(models, mm_crops / "index.csv", tmp_path / "x", SwapOptions(runtimes=("onnx",)))
 
 
 def test_feature_distillation_from_a_fused_teacher_sizes_its_adapter(mm_crops: Path) -> None:

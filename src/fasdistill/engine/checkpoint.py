@@ -177,6 +177,21 @@ def load_deployable_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
+def require_rgb(meta: dict[str, Any], path: str | os.PathLike[str], what: str) -> None:
+    """InputError unless the model reads RGB alone: export and prediction take camera frames.
+
+    A multi-modal model (depth, NIR) is a teacher or is scored on prepared crops
+    (its run, studies, ``fasdistill swap``); distill it into an RGB student to deploy.
+    """
+    modalities = list(meta.get("modalities") or ["rgb"])
+    if modalities != ["rgb"]:
+        raise InputError(
+            f"{path}: reads {' + '.join(modalities)}; {what} takes RGB frames only. It is scored "
+            "on prepared multi-modal crops (its run, a study, fasdistill swap); to deploy, "
+            "distill it into an RGB student (recipe distill_crossmodal)"
+        )
+
+
 def load_deployable(path: str | os.PathLike[str]) -> tuple[DeployableFAS, dict[str, Any]]:
     """The deployable model of a ``best.pt`` (eval mode) and its metadata."""
     state = load_deployable_state(path)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from fasdistill.data.loader import CropIndex, read_crop_index
-from fasdistill.engine.checkpoint import load_deployable
+from fasdistill.engine.checkpoint import load_deployable, require_rgb
 from fasdistill.errors import InputError
 from fasdistill.export.checks import (
     conversion,
@@ -141,6 +141,7 @@ def prepare_export(
     options = options or ExportOptions()
     options.validate()
     model, meta = load_deployable(checkpoint)
+    require_rgb(meta, checkpoint, "export")
     onnx_metadata(meta)  # every artifact carries these keys: a checkpoint lacking them is refused
     index = read_crop_index(index_path)
     if index.scale != meta["crop_scale"]:

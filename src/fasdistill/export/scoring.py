@@ -60,11 +60,13 @@ def torch_scorer(model: torch.nn.Module) -> Scorer:
     return score
 
 
-def score_splits(scorer: Scorer, index: CropIndex, size: int) -> dict[str, ScoreSet]:
+def score_splits(
+    scorer: Scorer, index: CropIndex, size: int, modalities: tuple[str, ...] = ("rgb",)
+) -> dict[str, ScoreSet]:
     """Scores of the dev (and test, when present) crops by ``scorer``, each split scored once."""
     sets = {}
     for split in ("dev", "test"):
-        dataset = CropDataset(index, split, size)
+        dataset = CropDataset(index, split, size, modalities=modalities)
         if len(dataset):
             sets[split] = score_dataset(lambda images: scorer(images.numpy()), dataset, 64)
     return sets
@@ -85,10 +87,15 @@ def metrics_at(
 
 
 def split_metrics(
-    scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any], threshold: float
+    scorer: Scorer,
+    index: CropIndex,
+    size: int,
+    meta: dict[str, Any],
+    threshold: float,
+    modalities: tuple[str, ...] = ("rgb",),
 ) -> dict[str, dict[str, float]]:
     """Dev (and test, when present) ISO metrics at the model's embedded threshold."""
-    return metrics_at(score_splits(scorer, index, size), meta, threshold)
+    return metrics_at(score_splits(scorer, index, size, modalities), meta, threshold)
 
 
 def dev_threshold(scorer: Scorer, index: CropIndex, size: int, meta: dict[str, Any]) -> float:

@@ -102,9 +102,10 @@ def open_model(path: str | os.PathLike[str]) -> ModelFile:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: is empty (0 bytes), not a model file")
     if path.suffix.lower() == ".pt":
-        from fasdistill.engine.checkpoint import load_deployable_state
+        from fasdistill.engine.checkpoint import load_deployable_state, require_rgb
 
         meta = dict(load_deployable_state(path)["meta"])
+        require_rgb(meta, path, "prediction")
         return ModelFile(path, "pytorch", meta)
     entry = format_of_suffix(path)
     if entry is None:

@@ -21,6 +21,7 @@ from fasdistill.metrics.pad import error_curve
 from fasdistill.metrics.plots import _DET_CLIP, _DET_TICKS, _png, _probit, _subsample
 from fasdistill.metrics.scores import read_scores
 from fasdistill.swap.ratios import speed_ms
+from fasdistill.swap.sensors import sensor_lines
 from fasdistill.swap.summary import (
     RATIOS_LEGEND,
     accuracy_notes,
@@ -300,7 +301,7 @@ def render(swap: dict[str, Any], root: Path) -> str:
         if left_out
         else ""
     )
-    notes = omitted_lines(swap) + accuracy_notes(swap) + cascade_notes(swap)
+    notes = omitted_lines(swap) + accuracy_notes(swap) + cascade_notes(swap) + sensor_lines(swap)
     omitted_html = (
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in notes) + "</ul>"
         if notes

@@ -44,6 +44,7 @@ from fasdistill.export.pipeline import (
 )
 from fasdistill.infer.cascade import is_cascade
 from fasdistill.metrics.scores import ScoreSet, write_scores
+from fasdistill.models.multimodal import channel_count
 from fasdistill.swap import gpu
 from fasdistill.swap.cascade import (
     CheckedCascade,
@@ -61,6 +62,7 @@ from fasdistill.swap.power import (
     measure_rapl_j,
 )
 from fasdistill.swap.ratios import compare, headline_runtime, pareto_front, speed_ms
+from fasdistill.swap.sensors import sensor_cost
 from fasdistill.swap.weight import bytes_moved, measure_weight
 from fasdistill.utils.latency import interleaved_latency
 from fasdistill.utils.machine import machine
@@ -142,6 +144,11 @@ def check_models(
             candidates.append(Candidate(path, label, foreign=model))
             continue
         model, meta = load_deployable(path)
+        if model.modalities != ("rgb",) and "pytorch" not in options.runtimes:
+            raise InputError(
+                f"{path}: reads {' + '.join(model.modalities)}, which only the pytorch runtime "
+                "takes (export is for RGB models); add pytorch to --runtimes"
+            )
         if float(meta["crop_scale"]) != float(index.scale):
             raise InputError(
                 f"{path}: the model expects crops at scale {meta['crop_scale']}, the index "
@@ -289,6 +296,16 @@ def _ours(
     assert model is not None and meta is not None
     size = int(meta["input_size"])
     missing: dict[str, str] = {}
+    modalities = tuple(model.modalities)
+    not_run: dict[str, str] = {}
+    if modalities != ("rgb",):  # a multi-modal model: scored and timed in PyTorch only
+        reads = " + ".join(modalities)
+        not_run = {
+            r: f"reads {reads}: export and its runtimes take RGB models only"
+            for r in options.runtimes
+            if r != "pytorch"
+        }
+        formats = ()
     if formats:
         export_options = ExportOptions(formats=formats, threads=options.threads, latency_runs=0)
         export = export_checkpoint(
@@ -301,10 +318,13 @@ def _ours(
         missing |= {f: str(why) for f, why in export.get("failed", {}).items()}
         missing |= {f: f"skipped: {why}" for f, why in export.get("skipped", {}).items()}
     else:
-        accuracy = split_metrics(torch_scorer(model), index, size, meta, meta["threshold"])
+        accuracy = split_metrics(
+            torch_scorer(model), index, size, meta, meta["threshold"], modalities
+        )
         export = {"formats": {}, "accuracy": {"pytorch": accuracy}}
     weight = measure_weight(model, size)
-    scores = score_split(model, CropDataset(index, "test", size), torch.device("cpu"), 64, 0)
+    test_set = CropDataset(index, "test", size, modalities=modalities)
+    scores = score_split(model, test_set, torch.device("cpu"), 64, 0)
     if "pytorch" in callers:
         callers["pytorch"][c.label] = torch_scorer(model)
     for fmt in formats:
@@ -342,6 +362,11 @@ def _ours(
         "export": {f: e["parity"] for f, e in export["formats"].items()},
         "missing": missing,
     }
+    if not_run:
+        entry["not_run"] = not_run
+    if modalities != ("rgb",):
+        entry["modalities"] = list(modalities)
+        entry["sensors"] = sensor_cost(modalities)
     return entry, scores
 
 
@@ -409,7 +434,13 @@ def _time_all(
             f"at most {cap:.0f} s (or a warm-up and a timed call each, if longer)"
         )
         sizes = {label: by_label[label]["input_size"] for label in calls}
-        inputs = {label: np.zeros((batch, 3, n, n), np.float32) for label, n in sizes.items()}
+        channels = {
+            label: channel_count(by_label[label].get("modalities", ["rgb"])) for label in calls
+        }
+        inputs = {
+            label: np.zeros((batch, channels[label], n, n), np.float32)
+            for label, n in sizes.items()
+        }
         real = {label: c for label, c in calls.items() if isinstance(c, RealFaces)}
         for c in real.values():
             c.take_stats()  # count this loop's faces only

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fasdistill.swap.html import write_html
+from fasdistill.swap.sensors import sensor_lines
 from fasdistill.swap.summary import (
     DASH,
     RATIOS_LEGEND,
@@ -89,6 +90,9 @@ def markdown(swap: dict[str, Any]) -> str:
     cascades = cascade_notes(swap)
     if cascades:
         lines += ["", "Cascades (latency marked *mean*):", *(f"- {line}" for line in cascades)]
+    sensors = sensor_lines(swap)
+    if sensors:
+        lines += ["", "Sensors beyond the RGB camera:", *(f"- {line}" for line in sensors)]
     lines += [
         "",
         f"Pareto front (test ACER, latency, energy, parameters): {', '.join(swap['pareto'])}.",

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from fasdistill.models import count_macs, count_params
+from fasdistill.models.multimodal import channel_count
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def measure_weight(model: nn.Module, input_size: int) -> Weight:
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, 3, input_size, input_size))
+        channels = channel_count(getattr(model, "modalities", ("rgb",)))
+        model(torch.zeros(1, channels, input_size, input_size))
     finally:
         for handle in handles:
             handle.remove()
