@@ -262,6 +262,24 @@ def _project(identity: Identity, shot: Shot, fx: float, fy: float) -> tuple[floa
     return x, y, scale
 
 
+def _head(
+    cv: _Canvas, identity: Identity, yaw_shift: float, pitch_shift: float
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The head ellipsoid, narrower at the jaw: its centre offset, coverage and the
+    surface normal (nu, nv, nz) the shading and the depth relief both use."""
+    w = identity.face_width
+    hx = yaw_shift * 0.25
+    v_rel = cv.v - pitch_shift * 0.2
+    jaw_narrow = 1.0 - np.clip(v_rel - 0.25, 0, None) * (0.55 - 0.3 * identity.jaw)
+    head = cv.ellipse(hx, pitch_shift * 0.2, w, 1.0) * (
+        np.clip((1.0 - np.abs(cv.u - hx) / (w * jaw_narrow)) / cv.px * 0.02 + 0.5, 0, 1)
+    )
+    nu = np.clip((cv.u - hx - yaw_shift * 0.6) / w, -1, 1)
+    nv = np.clip(v_rel, -1, 1)
+    nz = np.sqrt(np.clip(1.0 - 0.85 * nu**2 - 0.6 * nv**2, 0.02, None))
+    return hx, head, nu, nv, nz
+
+
 def render_face(
     identity: Identity, shot: Shot, size: int, texture: float = 1.0, rigid_sheen: float = 0.0
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
@@ -317,15 +335,7 @@ def render_face(
         )
 
     # Head: a shaded ellipsoid, narrower at the jaw.
-    hx = yaw_shift * 0.25
-    v_rel = cv.v - pitch_shift * 0.2
-    jaw_narrow = 1.0 - np.clip(v_rel - 0.25, 0, None) * (0.55 - 0.3 * identity.jaw)
-    head = cv.ellipse(hx, pitch_shift * 0.2, w, 1.0) * (
-        np.clip((1.0 - np.abs(cv.u - hx) / (w * jaw_narrow)) / cv.px * 0.02 + 0.5, 0, 1)
-    )
-    nu = np.clip((cv.u - hx - yaw_shift * 0.6) / w, -1, 1)
-    nv = np.clip(v_rel, -1, 1)
-    nz = np.sqrt(np.clip(1.0 - 0.85 * nu**2 - 0.6 * nv**2, 0.02, None))
+    hx, head, nu, nv, nz = _head(cv, identity, yaw_shift, pitch_shift)
     diffuse = np.clip(nu * ldir[0] + nv * ldir[1] + nz * ldir[2], 0, None)
     shading = shot.light.ambient + (1 - shot.light.ambient) * diffuse
     pores = cv2.GaussianBlur(rng.normal(0, 1.6, (size, size)).astype(np.float32), (0, 0), 0.7)
@@ -479,15 +489,7 @@ def face_relief(identity: Identity, shot: Shot, size: int) -> tuple[np.ndarray, 
     put(cv.ellipse(yaw_shift * 0.5, 1.0, w * 0.55, 0.6), -0.25, 0.9)  # neck
     if identity.hair_style >= 2:
         put(cv.ellipse(yaw_shift * 0.2, 0.1, w * 1.3, 1.15), -0.5, 0.6)  # hair behind the head
-    hx = yaw_shift * 0.25
-    v_rel = cv.v - pitch_shift * 0.2
-    jaw_narrow = 1.0 - np.clip(v_rel - 0.25, 0, None) * (0.55 - 0.3 * identity.jaw)
-    head = cv.ellipse(hx, pitch_shift * 0.2, w, 1.0) * (
-        np.clip((1.0 - np.abs(cv.u - hx) / (w * jaw_narrow)) / cv.px * 0.02 + 0.5, 0, 1)
-    )
-    nu = np.clip((cv.u - hx - yaw_shift * 0.6) / w, -1, 1)
-    nv = np.clip(v_rel, -1, 1)
-    nz = np.sqrt(np.clip(1.0 - 0.85 * nu**2 - 0.6 * nv**2, 0.02, None))
+    hx, head, _, _, nz = _head(cv, identity, yaw_shift, pitch_shift)
     height = HEAD_HALF_DEPTH * nz
     nx, ny, _ = _project(identity, shot, 0.0, 0.12)
     nose = np.exp(
