@@ -318,6 +318,11 @@ def test_swap_gives_the_multimodal_teacher_a_row_with_its_sensors(
     assert "sensors" not in swap["models"][1]
     text = markdown(swap)
     assert "Sensors beyond the RGB camera" in text and "public figure" in text
+    from fasdistill.swap.html import render
+
+    page = render(swap, tmp_path)
+    first_row = page[page.index("<tbody>") : page.index("</tr>", page.index("<tbody>"))]
+    assert "0.00 MB" not in first_row and "depth sensor" in page  # no file, no size
     with pytest.raises(InputError, match="add pytorch"):
         run_swap(models, mm_crops / "index.csv", tmp_path / "x", SwapOptions(runtimes=("onnx",)))
 

@@ -269,7 +269,11 @@ def render(swap: dict[str, Any], root: Path) -> str:
             f"{html.escape(m['label'])}<br><small>{html.escape(m['model'])}</small>",
             f"{m['weight']['params'] / 1e6:.3f} M",
             f"{m['weight']['macs'] / 1e6:.1f} M",
-            f"{m['weight']['bytes'].get('onnx', 0) / 1e6:.2f} MB",
+            (
+                f"{m['weight']['bytes']['onnx'] / 1e6:.2f} MB"
+                if "onnx" in m["weight"]["bytes"]
+                else "–"  # no ONNX file: not exported (a multi-modal model) or not asked for
+            ),
             f"{100 * acc['acer']:.2f}",
             html.escape(retention_text(ratio["accuracy"])),
             _fmt(acc["auc"], 4),
