@@ -233,6 +233,11 @@ def _img(png: bytes, alt: str) -> str:
     return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
 
 
+def _onnx_size(size: int | None) -> str:
+    """The ONNX file's size; a dash when there is none (not exported, or not asked for)."""
+    return "–" if size is None else f"{size / 1e6:.2f} MB"
+
+
 def _fmt(value: float, digits: int = 2) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
@@ -269,11 +274,7 @@ def render(swap: dict[str, Any], root: Path) -> str:
             f"{html.escape(m['label'])}<br><small>{html.escape(m['model'])}</small>",
             f"{m['weight']['params'] / 1e6:.3f} M",
             f"{m['weight']['macs'] / 1e6:.1f} M",
-            (
-                f"{m['weight']['bytes']['onnx'] / 1e6:.2f} MB"
-                if "onnx" in m["weight"]["bytes"]
-                else "–"  # no ONNX file: not exported (a multi-modal model) or not asked for
-            ),
+            _onnx_size(m["weight"]["bytes"].get("onnx")),
             f"{100 * acc['acer']:.2f}",
             html.escape(retention_text(ratio["accuracy"])),
             _fmt(acc["auc"], 4),
