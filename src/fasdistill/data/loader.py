@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
     if flipped:
         image = image[:, ::-1]
     view = int(flipped) if keeps_geometry(augment) and side == h == w else -1
-    image = _resize_planes(np.ascontiguousarray(image), size)
+    image = _by_four(image, lambda part: resize_square(part, size))
     if augment.colour_jitter > 0:
         j = augment.colour_jitter
         brightness, contrast = (1 + j * (2 * torch.rand(2) - 1)).tolist()
@@ -123,13 +124,7 @@ def _augment(image: np.ndarray, size: int, augment: AugmentConfig) -> tuple[np.n
         image = image.astype(np.uint8)
     if augment.blur > 0 and float(torch.rand(())) < augment.blur:
         sigma = 0.5 + 0.5 * float(torch.rand(()))
-        image = np.concatenate(
-            [
-                cv2.GaussianBlur(image[..., k : k + 4], (0, 0), sigma).reshape(*image.shape[:2], -1)
-                for k in range(0, image.shape[2], 4)
-            ],
-            axis=2,
-        )
+        image = _by_four(image, lambda part: cv2.GaussianBlur(part, (0, 0), sigma))
     return image, view
 
 
@@ -222,29 +217,23 @@ class CropDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int]:
         row = self.rows[i]
         image = self._read(row["crop_path"])
-        if not self.extra:
-            if not self.train:
-                return model_input(image, self.input_size), self.labels[i], i, 0
-            rgb, view = _augment(
-                cv2.cvtColor(image, cv2.COLOR_BGR2RGB), self.input_size, self.augment
-            )
-            return to_tensor(rgb), self.labels[i], i, view
+        if not self.train and not self.extra:
+            return model_input(image, self.input_size), self.labels[i], i, 0
         planes = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB)]
         for m in self.extra:
             planes.append(cv2.cvtColor(self._read(row[f"{m}_path"]), cv2.COLOR_BGR2GRAY)[..., None])
-        stacked = np.concatenate(planes, axis=2)  # every modality augmented alike
-        if not self.train:
+        stacked = np.concatenate(planes, axis=2) if self.extra else planes[0]
+        if not self.train:  # model_input's resize for every modality alike
             if stacked.shape[0] != self.input_size or stacked.shape[1] != self.input_size:
-                stacked = _resize_planes(stacked, self.input_size)
+                stacked = _by_four(stacked, lambda part: resize_square(part, self.input_size))
             return to_tensor(stacked), self.labels[i], i, 0
-        stacked, view = _augment(stacked, self.input_size, self.augment)
+        stacked, view = _augment(stacked, self.input_size, self.augment)  # all modalities alike
         return to_tensor(stacked), self.labels[i], i, view
 
 
-def _resize_planes(image: np.ndarray, size: int) -> np.ndarray:
-    """:func:`resize_square` for any number of channels (OpenCV resizes at most 4 at once)."""
-    parts = [
-        resize_square(np.ascontiguousarray(image[..., k : k + 4]), size)
-        for k in range(0, image.shape[2], 4)
-    ]
+def _by_four(image: np.ndarray, op: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply an OpenCV ``op`` (resize, blur: at most 4 channels at once) to any channel count."""
+    if image.shape[2] <= 4:
+        return op(np.ascontiguousarray(image))
+    parts = [op(np.ascontiguousarray(image[..., k : k + 4])) for k in range(0, image.shape[2], 4)]
     return np.concatenate([p if p.ndim == 3 else p[..., None] for p in parts], axis=2)

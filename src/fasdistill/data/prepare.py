@@ -41,8 +41,7 @@ from fasdistill import __version__
 from fasdistill.data.crops import square_crop
 from fasdistill.data.formats import DatasetAdapter, Sample, get_adapter
 from fasdistill.data.formats.base import MODALITIES, Box
-from fasdistill.data.imageio import read_image
-from fasdistill.data.video import FramesTooLarge, read_frames
+from fasdistill.data.video import FramesTooLarge
 from fasdistill.errors import InputError
 from fasdistill.utils.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -148,35 +147,14 @@ class _Worker:
     def process(self, sample: Sample) -> list[dict[str, str]]:
         """Crop one sample; every outcome, good or bad, becomes index rows."""
         config = self.config
-        if type(self.adapter).read_frames is not DatasetAdapter.read_frames:
-            try:  # media that are not single files (frame folders, HDF5 recordings)
-                frames, missing = self.adapter.read_frames(
-                    sample, "rgb", config.frames, config.every
-                )
-            except FramesTooLarge:
-                return [_row(sample, -1, status="image_too_large")]
-            except InputError:
-                return [_row(sample, -1, status=f"unreadable_{sample.media}")]
-            if not frames and not missing:
-                return [_row(sample, -1, status="empty_video")]
-        elif sample.media == "image":
-            # Header first: a decompression bomb is refused before any pixel is decoded.
-            read = read_image(sample.path)
-            if read.image is None:
-                status = "unreadable_image" if read.status == "unreadable" else read.status
-                return [_row(sample, -1, status=status)]
-            frames, missing = [(0, read.image)], []
-        else:
-            try:
-                frames, missing = read_frames(
-                    sample.path, count=config.frames, every=config.every, limit=sample.frame_limit
-                )
-            except FramesTooLarge:
-                return [_row(sample, -1, status="image_too_large")]
-            except InputError:
-                return [_row(sample, -1, status="unreadable_video")]
-            if not frames and not missing:
-                return [_row(sample, -1, status="empty_video")]
+        try:  # the adapter reads images, videos, frame folders or HDF5 recordings alike
+            frames, missing = self.adapter.read_frames(sample, "rgb", config.frames, config.every)
+        except FramesTooLarge:
+            return [_row(sample, -1, status="image_too_large")]
+        except InputError:
+            return [_row(sample, -1, status=f"unreadable_{sample.media}")]
+        if not frames and not missing:
+            return [_row(sample, -1, status="empty_video")]
         try:
             annotations = None if config.boxes == "detector" else self.adapter.face_boxes(sample)
         except InputError:

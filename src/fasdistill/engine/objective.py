@@ -22,7 +22,6 @@ from fasdistill.config import RunConfig
 from fasdistill.data.loader import CropDataset
 from fasdistill.models import FASModel
 from fasdistill.models.heads import fourier_target, pixel_map_target
-from fasdistill.models.multimodal import select
 
 
 @dataclass(frozen=True)
@@ -69,18 +68,14 @@ class Objective(abc.ABC):
 
 
 class TrainView(nn.Module):
-    """The model with ``forward_train`` as its forward, so DDP's hooks wrap the training path.
+    """The model with ``forward_train`` as its forward, so DDP's hooks wrap the training path."""
 
-    ``layout``: the modalities a batch stacks; the model gets only its own channels.
-    """
-
-    def __init__(self, model: FASModel, layout: tuple[str, ...] | None = None) -> None:
+    def __init__(self, model: FASModel) -> None:
         super().__init__()
         self.model = model
-        self.layout = layout or model.modalities
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        return self.model.forward_train(select(images, self.layout, self.model.modalities))
+        return self.model.forward_train(images)
 
 
 def supervised_terms(

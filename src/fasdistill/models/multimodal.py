@@ -22,7 +22,8 @@ depth or NIR is missing: give zeros for them (:func:`select` with ``fill``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from itertools import accumulate
 
 import torch
 from torch import Tensor, nn
@@ -122,11 +123,12 @@ class MultiModalBackbone(nn.Module):
 
     def __init__(
         self,
-        make_backbone: Callable[[], nn.Module],
+        backbones: Sequence[nn.Module],
         modalities: Sequence[str],
         fusion: str = "early",
         modality_dropout: float = 0.0,
     ) -> None:
+        """``backbones``: one (early fusion) or one per modality (late), RGB-input each."""
         super().__init__()
         if fusion not in FUSIONS:
             raise InputError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
@@ -136,18 +138,28 @@ class MultiModalBackbone(nn.Module):
         self.fusion = fusion
         self.modality_dropout = modality_dropout
         self.in_channels = channel_count(self.modalities)
+        wanted = 1 if fusion == "early" else len(self.modalities)
+        if len(backbones) != wanted:
+            raise InputError(
+                f"{fusion} fusion of {len(self.modalities)} modalities takes {wanted} "
+                f"backbone(s), got {len(backbones)}"
+            )
         if fusion == "early":
-            self.net = widen_input(make_backbone(), self.in_channels)
+            self.net = widen_input(backbones[0], self.in_channels)
             self.out_channels = int(self.net.out_channels)
         else:
-            branches = {}
-            for m in self.modalities:
-                branch = make_backbone()
-                branches[m] = branch if CHANNELS[m] == 3 else widen_input(branch, CHANNELS[m])
-            self.branches = nn.ModuleDict(branches)
-            width = int(next(iter(branches.values())).out_channels)
-            self.fuse = ConvBNAct(width * len(branches), width, 1, act=relu)
+            self.branches = nn.ModuleDict(
+                {
+                    m: net if CHANNELS[m] == 3 else widen_input(net, CHANNELS[m])
+                    for m, net in zip(self.modalities, backbones, strict=True)
+                }
+            )
+            width = int(backbones[0].out_channels)
+            self.fuse = ConvBNAct(width * len(backbones), width, 1, act=relu)
             self.out_channels = width
+        # Each modality's channels in the stacked input: (start, end).
+        widths = [CHANNELS[m] for m in self.modalities]
+        self._slices = [(end - w, end) for w, end in zip(widths, accumulate(widths), strict=True)]
 
     def extra_repr(self) -> str:
         return (
@@ -170,16 +182,9 @@ class MultiModalBackbone(nn.Module):
                 x = x * channel_keep[:, :, None, None].to(x.dtype)
             return self.net(x)
         maps = []
-        for k, (m, idx) in enumerate(zip(self.modalities, self._slices(), strict=True)):
+        for k, (m, idx) in enumerate(zip(self.modalities, self._slices, strict=True)):
             feature = self.branches[m](x[:, idx[0] : idx[1]])
             if keep is not None:
                 feature = feature * keep[:, k, None, None, None].to(feature.dtype)
             maps.append(feature)
         return self.fuse(torch.cat(maps, dim=1))
-
-    def _slices(self) -> list[tuple[int, int]]:
-        out, start = [], 0
-        for m in self.modalities:
-            out.append((start, start + CHANNELS[m]))
-            start += CHANNELS[m]
-        return out

@@ -115,17 +115,12 @@ def build_model(
         raise InputError(f"model {name!r}: bad keyword argument ({exc})") from exc
     backbone, head = spec.builder(num_classes=num_classes, dropout=dropout, **kwargs)
     modalities = check_modalities(modalities, f"model {name!r}: modalities")
-    if modalities != ("rgb",):
-        first = backbone
-
-        def make() -> nn.Module:
-            nonlocal first
-            if first is not None:
-                made, first = first, None
-                return made
-            return spec.builder(num_classes=num_classes, dropout=dropout, **kwargs)[0]
-
-        backbone = MultiModalBackbone(make, modalities, fusion, modality_dropout)
+    if modalities != ("rgb",):  # late fusion: one more backbone per further modality
+        more = len(modalities) - 1 if fusion == "late" else 0
+        backbones = [backbone] + [
+            spec.builder(num_classes=num_classes, dropout=dropout, **kwargs)[0] for _ in range(more)
+        ]
+        backbone = MultiModalBackbone(backbones, modalities, fusion, modality_dropout)
     aux_heads = {aux_name: make_aux_head(aux_name, backbone.out_channels) for aux_name in aux}
     model = FASModel(
         backbone,

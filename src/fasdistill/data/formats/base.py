@@ -160,18 +160,21 @@ class DatasetAdapter(abc.ABC):
         The default reads the modality's file as an image (index 0) or a video sampled
         by ``count``/``every`` (see :func:`fasdistill.data.video.read_frames`).
         Adapters whose media are not plain files (a folder of frames, an HDF5
-        recording) override it. Raises InputError (or FramesTooLarge) when the
-        media cannot be read at all; a single-channel modality comes back as
+        recording) override it. Raises InputError (FramesTooLarge for media over the
+        memory bound) when the media cannot be read at all; a single-channel modality comes back as
         3-channel BGR like any image.
         """
         from fasdistill.data.imageio import read_image
-        from fasdistill.data.video import read_frames
+        from fasdistill.data.video import FramesTooLarge, read_frames
 
         path = sample.modality_path(modality)
         if path is None:
             raise InputError(f"{sample.sample_id}: no {modality} file")
         if sample.media == "image":
+            # Header first: a decompression bomb is refused before any pixel is decoded.
             read = read_image(path)
+            if read.status == "image_too_large":
+                raise FramesTooLarge(read.detail or str(path))
             if read.image is None:
                 raise InputError(f"{path}: cannot read the image ({read.status})")
             return [(0, read.image)], []
